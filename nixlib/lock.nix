@@ -1,0 +1,82 @@
+# Reading pylock.toml with builtins only (no IFD): the target to build, its artifacts, and the
+# digest that names the wheelhouse derivation.
+let
+  inherit (builtins) filter length head concatStringsSep map hashString substring
+    listToAttrs concatMap elem toJSON;
+in
+rec {
+  /* Parse a pylock.toml file.
+
+     Type: readLock :: Path -> AttrSet
+
+     Example:
+       (readLock ./pylock.toml).lock-version
+       => "1.0"
+  */
+  readLock = path:
+    let data = builtins.fromTOML (builtins.readFile path);
+    in if data ? lock-version then data
+       else throw "nixlib: ${toString path} is not a pylock.toml (no lock-version key)";
+
+  /* The `[[tool.wheelhouse.targets]]` entry to build: the one named `target`, else the only one,
+     else the one whose python-version equals `pythonVersion`.
+
+     Type: selectTarget :: { lock :: AttrSet; target :: String | null; pythonVersion :: String | null; lockPath :: String; } -> AttrSet
+
+     Example:
+       (selectTarget { lock = readLock ./pylock.toml; target = null; pythonVersion = "3.11"; lockPath = "pylock.toml"; }).name
+       => "cp311-linux-x86_64"
+  */
+  selectTarget = { lock, target ? null, pythonVersion ? null, lockPath ? "pylock.toml" }:
+    let
+      targets = lock.tool.wheelhouse.targets or
+        (throw "nixlib: ${lockPath} has no [tool.wheelhouse] targets; create the lock with `wheelhouse lock`");
+      names = toJSON (map (t: t.name) targets);
+      byName = filter (t: t.name == target) targets;
+      byVersion = filter (t: t.python-version == pythonVersion) targets;
+      chosen =
+        if target != null then
+          (if byName != [] then head byName
+           else throw "nixlib: ${lockPath} has no target ${toJSON target} (targets: ${names})")
+        else if length targets == 1 then head targets
+        else if byVersion != [] then head byVersion
+        else throw "nixlib: ${lockPath} has several targets ${names}; pass `target`";
+    in
+      if pythonVersion != null && chosen.python-version != pythonVersion then
+        throw "nixlib: target ${chosen.name} of ${lockPath} is for Python ${chosen.python-version}, but the interpreter is Python ${pythonVersion}"
+      else chosen;
+
+  /* Every artifact the lock lists, keyed by file name, with its sha256.
+
+     Type: artifactHashes :: AttrSet -> AttrSet
+
+     Example:
+       (artifactHashes (readLock ./pylock.toml))."idna-3.10-py3-none-any.whl"
+       => "46f0..."
+  */
+  artifactHashes = lock:
+    let
+      files = p: (p.wheels or [ ]) ++ (if p ? sdist then [ p.sdist ] else [ ]);
+      fileName = f: f.name or (baseNameOf (f.url or f.path));
+    in listToAttrs (concatMap
+      (p: map (f: { name = fileName f; value = f.hashes.sha256 or (throw "nixlib: ${fileName f} of package ${p.name} has no sha256 hash"); }) (files p))
+      (lock.packages or [ ]));
+
+  /* Short digest of what a target's wheelhouse holds (file names and their sha256 from
+     [[packages]]). It goes into the fixed-output derivation's name, so editing the locked set
+     without refreshing the NAR hash makes Nix build anew (and fail loudly) instead of silently
+     reusing an old store path.
+
+     Type: targetDigest :: { lock :: AttrSet; target :: AttrSet; lockPath :: String; } -> String
+
+     Example:
+       targetDigest { inherit lock target; }
+       => "0f3a9c1d2b4e"
+  */
+  targetDigest = { lock, target, lockPath ? "pylock.toml" }:
+    let
+      hashes = artifactHashes lock;
+      files = (target.artifacts or [ ]) ++ (target.build-artifacts or [ ]);
+      line = f: "${f} ${hashes.${f} or (throw "nixlib: target ${target.name} of ${lockPath} names ${f}, which no [[packages]] entry lists; regenerate the lock with `wheelhouse lock`")}";
+    in substring 0 12 (hashString "sha256" (concatStringsSep "\n" (map line files)));
+}

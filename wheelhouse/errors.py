@@ -1,0 +1,83 @@
+"""Every error a user can cause, in one hierarchy.
+
+The CLI catches ``WheelhouseError`` and prints ``error: <message>`` on one line, with no traceback,
+and exits with ``exit_code``. Messages therefore name the offending package/file and say what to do;
+anything that is not a ``WheelhouseError`` is a bug in wheelhouse and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class WheelhouseError(Exception):
+    """Base class: a problem with the user's input or environment, reported as one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(WheelhouseError):
+    """Command-line arguments that do not make sense together."""
+
+    exit_code = 2
+
+
+# --- lock stage --------------------------------------------------------------------------------
+
+
+class LockError(WheelhouseError):
+    """A pylock.toml that cannot be read, is not valid PEP 751, or disagrees with itself."""
+
+
+class ResolutionError(WheelhouseError):
+    """pip could not resolve the requirements, or the index lacks a usable artifact."""
+
+
+class SelectionError(WheelhouseError):
+    """No artifact of a locked package fits the requested target."""
+
+
+# --- fetch stage -------------------------------------------------------------------------------
+
+
+class FetchError(WheelhouseError):
+    """An artifact could not be downloaded (HTTP error, connection failure, bad credentials)."""
+
+
+class NotFoundError(FetchError):
+    """The server says the file does not exist (404/410): never retried, never swapped."""
+
+
+class HashMismatchError(FetchError):
+    """Downloaded bytes do not match the sha256 (or size) recorded in the lock."""
+
+
+# --- install stage -----------------------------------------------------------------------------
+
+
+class InstallError(WheelhouseError):
+    """A wheel cannot be installed (bad wheel, metadata disagreeing with the lock, ...)."""
+
+
+class UnsafePathError(InstallError):
+    """An archive member would be written outside its destination (``../``, absolute, link)."""
+
+
+class RecordError(InstallError):
+    """A wheel's RECORD is missing, or a file's content disagrees with it."""
+
+
+class ConflictError(InstallError):
+    """Two wheels write different content to the same path."""
+
+
+# --- nar ---------------------------------------------------------------------------------------
+
+
+class NarError(WheelhouseError):
+    """A tree cannot be serialised as a NAR (unsupported file type)."""

@@ -1,0 +1,313 @@
+"""Read and write ``pylock.toml`` (PEP 751) and turn it into the artifact list of one target.
+
+Reading validates twice: first the standard (``packaging.pylock``), then what wheelhouse needs to
+build safely (a sha256 for every file, no credentials in URLs, no ``path`` escaping the lock's
+directory, one artifact per package and target). ``[tool.wheelhouse]`` is a cache of decisions the
+standard data already implies (the chosen file per target, the wheelhouse NAR hash); dropping it
+leaves a lock any PEP 751 installer reads the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+from packaging.markers import default_environment
+from packaging.pylock import (
+    PackageSdist,
+    PackageWheel,
+    Pylock,
+    PylockSelectError,
+    PylockUnsupportedVersionError,
+    PylockValidationError,
+)
+from packaging.utils import canonicalize_name
+
+from wheelhouse.errors import LockError, SelectionError
+from wheelhouse.model import Artifact
+
+TOOL_NAME = "wheelhouse"
+TOOL_FORMAT = 1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class LockTarget:
+    """``[[tool.wheelhouse.targets]]``: what one target's wheelhouse holds and its NAR hash."""
+
+    name: str
+    python_version: str
+    marker: str
+    artifacts: tuple[str, ...]
+    nar_hash: str | None = None
+    build_artifacts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    pylock: Pylock
+    targets: tuple[LockTarget, ...]
+    by_filename: Mapping[str, Artifact]
+    """Every wheel and sdist the lock lists, verified to be safe to fetch."""
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+def _fail(path: Path, message: str) -> LockError:
+    return LockError(f"{path}: {message}")
+
+
+def _check_url(path: Path, where: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise _fail(
+            path,
+            f"{where}: URL carries credentials; remove 'user:password@' from the lock and give "
+            f"credentials through netrc or WHEELHOUSE_AUTH at fetch time",
+        )
+    if parts.scheme not in ("https", "http", "file"):
+        raise _fail(path, f"{where}: unsupported URL scheme in {url!r}")
+
+
+def _check_path(path: Path, where: str, value: str) -> None:
+    if ".." in PurePosixPath(value.replace("\\", "/")).parts:
+        raise _fail(path, f"{where}: path {value!r} escapes the lock's directory (contains '..')")
+
+
+def _artifact(
+    path: Path, name: str, version: str, dist: PackageWheel | PackageSdist, kind: str
+) -> Artifact:
+    filename = dist.filename
+    where = f"package {name} {version} file {filename}"
+    sha = (dist.hashes or {}).get("sha256")
+    if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
+        raise _fail(
+            path,
+            f"{where}: needs a sha256 hash of 64 hex digits, got {sha!r}; "
+            "regenerate the lock with `wheelhouse lock`",
+        )
+    if dist.url:
+        _check_url(path, where, dist.url)
+    if dist.path:
+        _check_path(path, where, dist.path)
+    return Artifact(
+        filename=filename,
+        package=name,
+        version=version,
+        sha256=sha.lower(),
+        kind="wheel" if kind == "wheel" else "sdist",
+        url=dist.url,
+        path=dist.path,
+        size=dist.size,
+    )
+
+
+def _tool_targets(path: Path, tool: Any) -> tuple[LockTarget, ...]:
+    if tool is None:
+        return ()
+    try:
+        if tool.get("lock-format") != TOOL_FORMAT:
+            raise _fail(
+                path,
+                f"[tool.wheelhouse] lock-format {tool.get('lock-format')!r} is not supported "
+                f"(expected {TOOL_FORMAT}); regenerate the lock with this wheelhouse",
+            )
+        return tuple(
+            LockTarget(
+                name=str(t["name"]),
+                python_version=str(t["python-version"]),
+                marker=str(t["marker"]),
+                artifacts=tuple(str(a) for a in t["artifacts"]),
+                nar_hash=t.get("wheelhouse-nar-hash"),
+                build_artifacts=tuple(str(a) for a in t.get("build-artifacts", ())),
+            )
+            for t in tool.get("targets", [])
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise _fail(path, f"[tool.wheelhouse] is malformed ({exc!r}); regenerate the lock") from None
+
+
+def _package_hint(data: Mapping[str, Any], exc: PylockValidationError) -> str:
+    """packaging says 'packages[3]'; people think in package names."""
+    match = re.match(r"packages\[(\d+)\]", exc.context or "")
+    packages = data.get("packages")
+    if match and isinstance(packages, list) and int(match.group(1)) < len(packages):
+        pkg = packages[int(match.group(1))]
+        if isinstance(pkg, dict):
+            return f" (package {pkg.get('name')!r} {pkg.get('version', '')})".replace(" )", ")")
+    return ""
+
+
+def load(path: Path) -> Lock:
+    """Parse and validate a lock; every problem becomes one ``LockError`` naming the file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _fail(path, "no such lock file; create it with `wheelhouse lock`") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"not valid TOML: {exc}") from None
+    try:
+        pylock = Pylock.from_dict(data)
+    except PylockUnsupportedVersionError as exc:
+        raise _fail(
+            path,
+            f"lock-version {data.get('lock-version')!r} is not supported ({exc}); "
+            "wheelhouse reads lock-version 1.x",
+        ) from None
+    except PylockValidationError as exc:
+        raise _fail(path, f"not a valid PEP 751 lock: {exc}{_package_hint(data, exc)}") from None
+    by_filename: dict[str, Artifact] = {}
+    for pkg in pylock.packages:
+        version = str(pkg.version) if pkg.version else ""
+        where = f"package {pkg.name} {version}".rstrip()
+        if pkg.vcs or pkg.directory:
+            raise _fail(path, f"{where}: vcs and directory sources are not supported; lock a wheel")
+        if pkg.archive:
+            raise _fail(path, f"{where}: direct archive sources are not supported; lock a wheel")
+        dists: list[tuple[PackageWheel | PackageSdist, str]] = [(w, "wheel") for w in pkg.wheels or ()]
+        if pkg.sdist:
+            dists.append((pkg.sdist, "sdist"))
+        for dist, kind in dists:
+            art = _artifact(path, pkg.name, version, dist, kind)
+            previous = by_filename.get(art.filename)
+            if previous is not None and previous.sha256 != art.sha256:
+                raise _fail(path, f"{art.filename} is listed twice with different hashes")
+            by_filename[art.filename] = art
+    tool = (data.get("tool") or {}).get(TOOL_NAME)
+    return Lock(path, pylock, _tool_targets(path, tool), by_filename)
+
+
+def choose_target(lock: Lock, name: str | None) -> LockTarget | None:
+    """The ``[tool.wheelhouse]`` target to use; None for a lock without one (e.g. ``pip lock``)."""
+    if not lock.targets:
+        if name is not None:
+            raise _fail(lock.path, f"has no [tool.wheelhouse] targets, so --target {name} is unknown")
+        return None
+    names = ", ".join(t.name for t in lock.targets)
+    if name is not None:
+        for target in lock.targets:
+            if target.name == name:
+                return target
+        raise _fail(lock.path, f"has no target {name!r} (targets: {names})")
+    if len(lock.targets) == 1:
+        return lock.targets[0]
+    running = "{}.{}".format(*sys.version_info[:2])
+    for target in lock.targets:
+        if target.python_version == running:
+            return target
+    raise _fail(lock.path, f"has several targets ({names}); choose one with --target")
+
+
+def artifacts_for(lock: Lock, target: LockTarget | None) -> list[Artifact]:
+    """What the wheelhouse of ``target`` holds: runtime artifacts, then build-only ones.
+
+    Without a target (a lock from another tool) the standard PEP 751 selection runs for this
+    interpreter, so a ``pip lock`` file works too.
+    """
+    if target is None:
+        return _select_standard(lock)
+    chosen: list[Artifact] = []
+    seen: dict[str, str] = {}
+    for filename, build_only in [(f, False) for f in target.artifacts] + [
+        (f, True) for f in target.build_artifacts
+    ]:
+        art = lock.by_filename.get(filename)
+        if art is None:
+            raise _fail(
+                lock.path,
+                f"target {target.name} names {filename}, which no [[packages]] entry lists; "
+                "the lock was edited by hand: regenerate it with `wheelhouse lock`",
+            )
+        if not build_only:
+            other = seen.setdefault(art.package, filename)
+            if other != filename:
+                raise _fail(
+                    lock.path,
+                    f"target {target.name} selects two files for {art.package}: "
+                    f"{other} and {filename}",
+                )
+        chosen.append(
+            Artifact(**{**art.__dict__, "build_only": True}) if build_only else art
+        )
+    return chosen
+
+
+def _select_standard(lock: Lock) -> list[Artifact]:
+    env = default_environment()
+    if lock.pylock.requires_python and not lock.pylock.requires_python.contains(
+        env["python_full_version"], prereleases=True
+    ):
+        raise SelectionError(
+            f"{lock.path}: requires-python {lock.pylock.requires_python} excludes this "
+            f"interpreter (Python {env['python_full_version']}); use a matching interpreter"
+        )
+    chosen: dict[str, Artifact] = {}
+    try:
+        for pkg, dist in lock.pylock.select():
+            if not isinstance(dist, PackageWheel | PackageSdist):
+                raise _fail(lock.path, f"package {pkg.name}: only wheels and sdists are supported")
+            art = lock.by_filename[dist.filename]
+            if pkg.name in chosen:
+                raise _fail(
+                    lock.path,
+                    f"two entries for {pkg.name} apply to this interpreter "
+                    f"({chosen[pkg.name].filename} and {art.filename}); fix their markers",
+                )
+            chosen[pkg.name] = art
+    except PylockSelectError as exc:
+        raise SelectionError(f"{lock.path}: {exc}") from None
+    except PylockValidationError as exc:
+        raise _fail(lock.path, str(exc)) from None
+    return list(chosen.values())
+
+
+def render(data: Mapping[str, Any]) -> bytes:
+    """Serialise a lock deterministically: same data, same bytes (tomli-w keeps dict order)."""
+    return tomli_w.dumps(dict(data)).encode("utf-8")
+
+
+def package_entry(
+    name: str,
+    version: str,
+    wheels: Sequence[Artifact],
+    sdist: Artifact | None,
+    *,
+    index: str | None = None,
+    marker: str | None = None,
+    requires_python: str | None = None,
+) -> dict[str, Any]:
+    """One ``[[packages]]`` table with keys in spec order and files sorted by name."""
+
+    def file_table(a: Artifact) -> dict[str, Any]:
+        table: dict[str, Any] = {"name": a.filename}
+        if a.url:
+            table["url"] = a.url
+        if a.path:
+            table["path"] = a.path
+        if a.size is not None:
+            table["size"] = a.size
+        table["hashes"] = {"sha256": a.sha256}
+        return table
+
+    entry: dict[str, Any] = {"name": canonicalize_name(name), "version": version}
+    if marker:
+        entry["marker"] = marker
+    if requires_python:
+        entry["requires-python"] = requires_python
+    if index:
+        entry["index"] = index
+    if sdist is not None:
+        entry["sdist"] = file_table(sdist)
+    if wheels:
+        entry["wheels"] = [file_table(w) for w in sorted(wheels, key=lambda w: w.filename)]
+    return entry

@@ -1,0 +1,39 @@
+"""The one value that flows between stages: a locked artifact.
+
+``lockfile`` produces ``Artifact`` lists from a pylock.toml, ``download``/``fetch`` turn them into
+verified files, ``install`` consumes the files. Keeping this type free of I/O lets each stage be
+tested without the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ArtifactKind = Literal["wheel", "sdist"]
+
+
+@dataclass(frozen=True, order=True)
+class Artifact:
+    """One file of the resolved set, exactly as the lock pins it."""
+
+    filename: str
+    """Basename the file has in the wheelhouse directory (unique within a target)."""
+    package: str
+    """Normalized project name (PEP 503), as in the lock's ``[[packages]] name``."""
+    version: str
+    sha256: str
+    """Lower-case hex digest; nothing enters a build unless its bytes hash to this."""
+    kind: ArtifactKind
+    url: str | None = None
+    """Download URL without credentials (credentials come from netrc/env at fetch time)."""
+    path: str | None = None
+    """Local file, absolute or relative to the lock file's directory (PEP 751 ``path``)."""
+    size: int | None = None
+    build_only: bool = False
+    """Needed only to build an sdist: enters the wheelhouse, never the env."""
+
+    @property
+    def location(self) -> str:
+        """Where the bytes come from, for messages."""
+        return self.url or self.path or self.filename

@@ -1,0 +1,165 @@
+"""Resolution is pip's job: run ``pip install --dry-run --report`` once per target and read it.
+
+Nothing here chooses files; it only turns requirements (specifiers, requirements files, a
+project's ``pyproject.toml``) into pip's command line and pip's JSON report into ``Resolved`` rows.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from wheelhouse.errors import ResolutionError, UsageError
+from wheelhouse.targets import Target
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What to lock, independent of the target."""
+
+    requirements: tuple[str, ...] = ()
+    requirement_files: tuple[Path, ...] = ()
+    constraint_files: tuple[Path, ...] = ()
+    index_url: str = "https://pypi.org/simple"
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    no_binary: tuple[str, ...] = ()
+    pip_args: tuple[str, ...] = field(default=())
+
+    @property
+    def indexes(self) -> tuple[str, ...]:
+        return (self.index_url, *self.extra_index_urls)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One package of pip's resolution for one target."""
+
+    name: str
+    version: str
+    url: str
+    sha256: str | None
+    requires_python: str | None
+    is_direct: bool
+
+
+def _group(groups: dict[str, Any], name: str, path: Path, stack: tuple[str, ...]) -> list[str]:
+    norm = {canonicalize_name(k): v for k, v in groups.items()}
+    key = canonicalize_name(name)
+    if key not in norm:
+        raise UsageError(f"{path}: no dependency group {name!r} (groups: {', '.join(groups)})")
+    if key in stack:
+        raise UsageError(f"{path}: dependency group {name!r} includes itself")
+    out: list[str] = []
+    for item in norm[key]:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and "include-group" in item:
+            out.extend(_group(groups, item["include-group"], path, (*stack, key)))
+        else:
+            raise UsageError(f"{path}: dependency group {name!r} has an invalid entry {item!r}")
+    return out
+
+
+def project_requirements(
+    project: Path, extras: Sequence[str] = (), groups: Sequence[str] = ()
+) -> list[str]:
+    """Runtime requirements of a project directory: dependencies, chosen extras and groups.
+
+    The project itself is not locked (it is the code under development), only what it needs.
+    """
+    path = project / "pyproject.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{project}: no pyproject.toml; give requirements instead") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    proj = data.get("project", {})
+    reqs = list(proj.get("dependencies", []))
+    optional = {canonicalize_name(k): v for k, v in proj.get("optional-dependencies", {}).items()}
+    for extra in extras:
+        if canonicalize_name(extra) not in optional:
+            raise UsageError(
+                f"{path}: no extra {extra!r} (extras: {', '.join(sorted(optional)) or 'none'})"
+            )
+        reqs.extend(optional[canonicalize_name(extra)])
+    for group in groups:
+        reqs.extend(_group(data.get("dependency-groups", {}), group, path, ()))
+    return reqs
+
+
+def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+        "--disable-pip-version-check", "--quiet", "--report", str(report),
+        "--index-url", inputs.index_url,
+    ]
+    for url in inputs.extra_index_urls:
+        cmd += ["--extra-index-url", url]
+    for link in inputs.find_links:
+        cmd += ["--find-links", link]
+    if not target.is_running:
+        # pip only resolves for another interpreter from wheels (it cannot run their builds).
+        cmd += ["--python-version", target.version_string, "--implementation", "cp",
+                "--only-binary", ":all:"]
+    for f in inputs.requirement_files:
+        cmd += ["-r", str(f)]
+    for f in inputs.constraint_files:
+        cmd += ["-c", str(f)]
+    cmd += list(inputs.pip_args)
+    cmd += list(inputs.requirements)
+    return cmd
+
+
+def _pip_error(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-3:]
+    return " | ".join(errors)[-800:] or "pip failed without a message"
+
+
+def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
+    """Run pip for ``target``; the result is sorted by name for deterministic locks."""
+    if not (inputs.requirements or inputs.requirement_files):
+        raise UsageError("nothing to lock: give requirements, -r FILE or a project directory")
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        proc = subprocess.run(
+            pip_command(inputs, target, report), capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0 or not report.exists():
+            raise ResolutionError(
+                f"pip could not resolve the requirements for {target.name}: "
+                f"{_pip_error(proc.stderr)}"
+            )
+        data = json.loads(report.read_text(encoding="utf-8"))
+    rows = []
+    for item in data.get("install", []):
+        meta = item["metadata"]
+        info = item.get("download_info", {})
+        if "vcs_info" in info or "dir_info" in info:
+            raise ResolutionError(
+                f"{meta['name']}: resolved to a VCS checkout or a local directory "
+                f"({info.get('url')}); wheelhouse locks only files with hashes"
+            )
+        hashes = info.get("archive_info", {}).get("hashes", {})
+        rows.append(
+            Resolved(
+                name=canonicalize_name(meta["name"]),
+                version=meta["version"],
+                url=info["url"],
+                sha256=hashes.get("sha256"),
+                requires_python=meta.get("requires_python"),
+                is_direct=bool(item.get("is_direct")),
+            )
+        )
+    return sorted(rows, key=lambda r: r.name)
