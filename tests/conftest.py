@@ -1,0 +1,76 @@
+"""Shared fixtures: pip isolated from this machine's configuration, a private artifact cache per
+test, and loopback indexes (tests/indexserver.py) serving wheels built on the fly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from indexserver import IndexServer, server_factory  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST_PYTHON = "/usr/bin/python3"
+"""Interpreter for Nix builds: build users cannot read /root, where pyenv's Python lives."""
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests must test the code, not the machine: no pip config, no extra indexes, own cache."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "WHEELHOUSE_AUTH",
+                "NETRC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WHEELHOUSE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def index_server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., IndexServer]]:
+    with server_factory(lambda: tmp_path_factory.mktemp("index")) as factory:
+        yield factory
+
+
+def require(tool: str) -> str:
+    """Path of an external tool the suite installs (scripts/setup); its absence is a failure."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed; run scripts/setup")
+    return path
+
+
+BINARY_TAG = "cp311-cp311-manylinux_2_17_x86_64"
+
+
+def build_demo_index(root: Path, token: str) -> None:
+    """The acceptance set for the core engine, as wheels in ``root``:
+
+    * ``alpha`` and ``beta`` require each other (a cycle); alpha has a console script;
+    * ``gamma`` has a ``py3-none-any`` AND a binary wheel (the none-any one must be chosen);
+    * ``delta`` has only binary wheels (cp311 and cp312), so each target takes its own;
+    * ``epsilon`` ships a ``.pth`` file, as Paste and setuptools do.
+
+    ``token`` goes into alpha's bytes so each test session makes a new wheelhouse hash, and the
+    Nix fixed-output derivation is really built, not reused from an earlier run.
+    """
+    from wheelmaker import make_wheel
+
+    make_wheel(root, "alpha", "1.0", {"alpha/__init__.py": f"TOKEN = {token!r}\n",
+                                      "alpha/cli.py": "def main():\n    print('alpha says hi')\n"},
+               requires=["beta==1.0"], entry_points={"console_scripts": {"alpha": "alpha.cli:main"}})
+    make_wheel(root, "beta", "1.0", requires=["alpha>=1"])
+    make_wheel(root, "gamma", "1.0", {"gamma/__init__.py": "KIND = 'pure'\n"}, requires=["delta"])
+    make_wheel(root, "gamma", "1.0", {"gamma/__init__.py": "KIND = 'binary'\n"}, tag=BINARY_TAG,
+               requires=["delta"])
+    for tag in (BINARY_TAG, "cp312-cp312-manylinux_2_17_x86_64"):
+        make_wheel(root, "delta", "1.0", {"delta/__init__.py": f"TAG = {tag!r}\n"}, tag=tag)
+    make_wheel(root, "epsilon", "2.0", {"epsilon_pkg/__init__.py": "",
+                                        "epsilon.pth": "import epsilon_pkg; epsilon_pkg.LOADED = 1\n"})

@@ -1,0 +1,126 @@
+"""The lock stage end to end with real pip against a loopback index (offline, fast)."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+import tomllib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import build_demo_index
+from indexserver import IndexServer
+from packaging.pylock import Pylock
+
+from wheelhouse import nar
+from wheelhouse.cli import main
+
+
+@pytest.fixture
+def demo(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
+    root = tmp_path / "files"
+    root.mkdir()
+    build_demo_index(root, uuid.uuid4().hex)
+    return index_server_factory(root)
+
+
+def lock(server: IndexServer, out: Path, *extra: str) -> dict[str, Any]:
+    rc = main(["lock", "alpha", "gamma", "epsilon", "--index-url", server.simple_url,
+               "-o", str(out), *extra])
+    assert rc == 0
+    return tomllib.loads(out.read_text())
+
+
+def no_datetimes(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(no_datetimes(v) for v in value.values())
+    if isinstance(value, list):
+        return all(no_datetimes(v) for v in value)
+    return not isinstance(value, datetime.date | datetime.time)
+
+
+def chosen(data: dict[str, Any], target: int = 0) -> list[str]:
+    return list(data["tool"]["wheelhouse"]["targets"][target]["artifacts"])
+
+
+def test_lock_is_valid_deterministic_and_prefers_none_any(demo: IndexServer, tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    data = lock(demo, out)
+    Pylock.from_dict(data).validate()
+    assert no_datetimes(data)
+    first = out.read_bytes()
+    lock(demo, out)
+    assert out.read_bytes() == first
+    assert chosen(data) == [
+        "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl",
+        "delta-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "epsilon-2.0-py3-none-any.whl",
+        "gamma-1.0-py3-none-any.whl"]
+    assert "127.0.0.1" in data["packages"][0]["wheels"][0]["url"]
+
+
+def test_prefer_binary_wheels_takes_pips_choice(demo: IndexServer, tmp_path: Path) -> None:
+    data = lock(demo, tmp_path / "pylock.toml", "--prefer-binary-wheels")
+    assert "gamma-1.0-cp311-cp311-manylinux_2_17_x86_64.whl" in chosen(data)
+
+
+def test_two_pythons_in_one_lock(demo: IndexServer, tmp_path: Path) -> None:
+    data = lock(demo, tmp_path / "pylock.toml", "--python", "3.11", "--python", "3.12")
+    names = [t["name"] for t in data["tool"]["wheelhouse"]["targets"]]
+    assert names == ["cp311-linux-x86_64", "cp312-linux-x86_64"]
+    assert "delta-1.0-cp312-cp312-manylinux_2_17_x86_64.whl" in chosen(data, 1)
+    (delta,) = [p for p in data["packages"] if p["name"] == "delta"]
+    assert len(delta["wheels"]) == 2
+    hashes = {t["wheelhouse-nar-hash"] for t in data["tool"]["wheelhouse"]["targets"]}
+    assert len(hashes) == 2
+    Pylock.from_dict(data).validate()
+
+
+def test_fetch_produces_the_locked_nar_hash_and_install_imports_everything(
+    demo: IndexServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "pylock.toml"
+    data = lock(demo, out)
+    wh = tmp_path / "wheelhouse"
+    assert main(["fetch", str(out), "-d", str(wh), "--no-cache"]) == 0
+    expected = data["tool"]["wheelhouse"]["targets"][0]["wheelhouse-nar-hash"]
+    assert nar.sri(nar.nar_sha256(wh)) == expected
+    nix_hash = subprocess.run(["nix-hash", "--type", "sha256", "--base32", str(wh)],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert nar.parse_hash(nix_hash) == nar.parse_hash(expected)
+    prefix = tmp_path / "env"
+    assert main(["install", str(out), "--wheelhouse", str(wh), "--prefix", str(prefix)]) == 0
+    probe = ("import alpha, beta, gamma, delta, epsilon_pkg; print(gamma.KIND, delta.TAG, "
+             "epsilon_pkg.LOADED)")
+    result = subprocess.run([prefix / "bin" / "python", "-c", probe],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["pure", "cp311-cp311-manylinux_2_17_x86_64", "1"]
+    script = subprocess.run([prefix / "bin" / "alpha"], capture_output=True, text=True, check=True)
+    assert script.stdout == "alpha says hi\n"
+
+
+def test_a_pip_written_lock_fetches_and_installs(demo: IndexServer, tmp_path: Path) -> None:
+    out = tmp_path / "pylock.toml"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "lock", "alpha", "--index-url", demo.simple_url,
+         "-o", str(out)], check=True, capture_output=True)
+    wh, prefix = tmp_path / "wh", tmp_path / "env"
+    assert main(["fetch", str(out), "-d", str(wh)]) == 0
+    assert sorted(p.name for p in wh.iterdir()) == [
+        "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"]
+    assert main(["install", str(out), "--wheelhouse", str(wh), "--prefix", str(prefix)]) == 0
+    subprocess.run([prefix / "bin" / "python", "-c", "import alpha, beta"], check=True)
+
+
+def test_unresolvable_requirement_is_one_clear_error(
+    demo: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pylock.toml"
+    rc = main(["lock", "no-such-package", "--index-url", demo.simple_url, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    assert err.startswith("error: pip could not resolve") and "no-such-package" in err
+    assert err.count("\n") == 1
