@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from indexserver import IndexServer, server_factory  # noqa: E402
+from indexserver import IndexServer, server_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_PYTHON = "/usr/bin/python3"
@@ -25,8 +25,13 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     """Tests must test the code, not the machine: no pip config, no extra indexes, own cache."""
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-    for var in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "WHEELHOUSE_AUTH",
-                "NETRC"):
+    for var in (
+        "PIP_FIND_LINKS",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "WHEELHOUSE_AUTH",
+        "NETRC",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WHEELHOUSE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
@@ -63,14 +68,35 @@ def build_demo_index(root: Path, token: str) -> None:
     """
     from wheelmaker import make_wheel
 
-    make_wheel(root, "alpha", "1.0", {"alpha/__init__.py": f"TOKEN = {token!r}\n",
-                                      "alpha/cli.py": "def main():\n    print('alpha says hi')\n"},
-               requires=["beta==1.0"], entry_points={"console_scripts": {"alpha": "alpha.cli:main"}})
+    make_wheel(
+        root,
+        "alpha",
+        "1.0",
+        {
+            "alpha/__init__.py": f"TOKEN = {token!r}\n",
+            "alpha/cli.py": "def main():\n    print('alpha says hi')\n",
+        },
+        requires=["beta==1.0"],
+        entry_points={"console_scripts": {"alpha": "alpha.cli:main"}},
+    )
     make_wheel(root, "beta", "1.0", requires=["alpha>=1"])
     make_wheel(root, "gamma", "1.0", {"gamma/__init__.py": "KIND = 'pure'\n"}, requires=["delta"])
-    make_wheel(root, "gamma", "1.0", {"gamma/__init__.py": "KIND = 'binary'\n"}, tag=BINARY_TAG,
-               requires=["delta"])
+    make_wheel(
+        root,
+        "gamma",
+        "1.0",
+        {"gamma/__init__.py": "KIND = 'binary'\n"},
+        tag=BINARY_TAG,
+        requires=["delta"],
+    )
     for tag in (BINARY_TAG, "cp312-cp312-manylinux_2_17_x86_64"):
         make_wheel(root, "delta", "1.0", {"delta/__init__.py": f"TAG = {tag!r}\n"}, tag=tag)
-    make_wheel(root, "epsilon", "2.0", {"epsilon_pkg/__init__.py": "",
-                                        "epsilon.pth": "import epsilon_pkg; epsilon_pkg.LOADED = 1\n"})
+    make_wheel(
+        root,
+        "epsilon",
+        "2.0",
+        {
+            "epsilon_pkg/__init__.py": "",
+            "epsilon.pth": "import epsilon_pkg; epsilon_pkg.LOADED = 1\n",
+        },
+    )

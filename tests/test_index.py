@@ -23,9 +23,21 @@ def test_html_page_resolves_urls_and_reads_attributes() -> None:
 
 
 def test_json_page() -> None:
-    body = json.dumps({"meta": {"api-version": "1.1"}, "files": [
-        {"filename": "demo-1.0-py3-none-any.whl", "url": "/f/demo-1.0-py3-none-any.whl",
-         "hashes": {"sha256": "BB"}, "requires-python": "", "size": 42, "yanked": False}]})
+    body = json.dumps(
+        {
+            "meta": {"api-version": "1.1"},
+            "files": [
+                {
+                    "filename": "demo-1.0-py3-none-any.whl",
+                    "url": "/f/demo-1.0-py3-none-any.whl",
+                    "hashes": {"sha256": "BB"},
+                    "requires-python": "",
+                    "size": 42,
+                    "yanked": False,
+                }
+            ],
+        }
+    )
     (cand,) = index.parse_page(body.encode(), "http://127.0.0.1:1/simple/demo/", index.JSON_TYPE)
     assert cand.url == "http://127.0.0.1:1/f/demo-1.0-py3-none-any.whl"
     assert cand.sha256 == "bb" and cand.size == 42 and cand.requires_python is None
@@ -52,9 +64,13 @@ def test_list_files_merges_indexes_and_find_links(tmp_path: Path) -> None:
     (tmp_path / "demo-1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"x")
     (tmp_path / "other-1.0-py3-none-any.whl").write_bytes(b"x")
     reader = Pages({"https://b.example/simple/demo/": HTML})
-    cands = index.list_files("Demo", reader, ["https://a.example/simple",
-                                              "https://b.example/simple/"], [str(tmp_path)])
+    cands = index.list_files(
+        "Demo", reader, ["https://a.example/simple", "https://b.example/simple/"], [str(tmp_path)]
+    )
     names = [c.filename for c in cands]
-    assert names == ["demo-1.0-cp311-cp311-linux_x86_64.whl", "demo-1.0-py3-none-any.whl",
-                     "demo-1.0.tar.gz"]
+    assert names == [
+        "demo-1.0-cp311-cp311-linux_x86_64.whl",
+        "demo-1.0-py3-none-any.whl",
+        "demo-1.0.tar.gz",
+    ]
     assert cands[0].path == str(tmp_path / names[0])

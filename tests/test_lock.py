@@ -29,8 +29,19 @@ def demo(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> In
 
 
 def lock(server: IndexServer, out: Path, *extra: str) -> dict[str, Any]:
-    rc = main(["lock", "alpha", "gamma", "epsilon", "--index-url", server.simple_url,
-               "-o", str(out), *extra])
+    rc = main(
+        [
+            "lock",
+            "alpha",
+            "gamma",
+            "epsilon",
+            "--index-url",
+            server.simple_url,
+            "-o",
+            str(out),
+            *extra,
+        ]
+    )
     assert rc == 0
     return tomllib.loads(out.read_text())
 
@@ -47,7 +58,9 @@ def chosen(data: dict[str, Any], target: int = 0) -> list[str]:
     return list(data["tool"]["wheelhouse"]["targets"][target]["artifacts"])
 
 
-def test_lock_is_valid_deterministic_and_prefers_none_any(demo: IndexServer, tmp_path: Path) -> None:
+def test_lock_is_valid_deterministic_and_prefers_none_any(
+    demo: IndexServer, tmp_path: Path
+) -> None:
     out = tmp_path / "pylock.toml"
     data = lock(demo, out)
     Pylock.from_dict(data).validate()
@@ -56,9 +69,12 @@ def test_lock_is_valid_deterministic_and_prefers_none_any(demo: IndexServer, tmp
     lock(demo, out)
     assert out.read_bytes() == first
     assert chosen(data) == [
-        "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl",
-        "delta-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "epsilon-2.0-py3-none-any.whl",
-        "gamma-1.0-py3-none-any.whl"]
+        "alpha-1.0-py3-none-any.whl",
+        "beta-1.0-py3-none-any.whl",
+        "delta-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "epsilon-2.0-py3-none-any.whl",
+        "gamma-1.0-py3-none-any.whl",
+    ]
     assert "127.0.0.1" in data["packages"][0]["wheels"][0]["url"]
 
 
@@ -88,15 +104,22 @@ def test_fetch_produces_the_locked_nar_hash_and_install_imports_everything(
     assert main(["fetch", str(out), "-d", str(wh), "--no-cache"]) == 0
     expected = data["tool"]["wheelhouse"]["targets"][0]["wheelhouse-nar-hash"]
     assert nar.sri(nar.nar_sha256(wh)) == expected
-    nix_hash = subprocess.run(["nix-hash", "--type", "sha256", "--base32", str(wh)],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    nix_hash = subprocess.run(
+        ["nix-hash", "--type", "sha256", "--base32", str(wh)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert nar.parse_hash(nix_hash) == nar.parse_hash(expected)
     prefix = tmp_path / "env"
     assert main(["install", str(out), "--wheelhouse", str(wh), "--prefix", str(prefix)]) == 0
-    probe = ("import alpha, beta, gamma, delta, epsilon_pkg; print(gamma.KIND, delta.TAG, "
-             "epsilon_pkg.LOADED)")
-    result = subprocess.run([prefix / "bin" / "python", "-c", probe],
-                            capture_output=True, text=True, check=True)
+    probe = (
+        "import alpha, beta, gamma, delta, epsilon_pkg; print(gamma.KIND, delta.TAG, "
+        "epsilon_pkg.LOADED)"
+    )
+    result = subprocess.run(
+        [prefix / "bin" / "python", "-c", probe], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == ["pure", "cp311-cp311-manylinux_2_17_x86_64", "1"]
     script = subprocess.run([prefix / "bin" / "alpha"], capture_output=True, text=True, check=True)
     assert script.stdout == "alpha says hi\n"
@@ -105,12 +128,26 @@ def test_fetch_produces_the_locked_nar_hash_and_install_imports_everything(
 def test_a_pip_written_lock_fetches_and_installs(demo: IndexServer, tmp_path: Path) -> None:
     out = tmp_path / "pylock.toml"
     subprocess.run(
-        [sys.executable, "-m", "pip", "lock", "alpha", "--index-url", demo.simple_url,
-         "-o", str(out)], check=True, capture_output=True)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "lock",
+            "alpha",
+            "--index-url",
+            demo.simple_url,
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wh, prefix = tmp_path / "wh", tmp_path / "env"
     assert main(["fetch", str(out), "-d", str(wh)]) == 0
     assert sorted(p.name for p in wh.iterdir()) == [
-        "alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"]
+        "alpha-1.0-py3-none-any.whl",
+        "beta-1.0-py3-none-any.whl",
+    ]
     assert main(["install", str(out), "--wheelhouse", str(wh), "--prefix", str(prefix)]) == 0
     subprocess.run([prefix / "bin" / "python", "-c", "import alpha, beta"], check=True)
 

@@ -23,16 +23,40 @@ def good_lock() -> dict[str, Any]:
         "lock-version": "1.0",
         "created-by": "wheelhouse",
         "packages": [
-            {"name": "alpha", "version": "1.0",
-             "wheels": [{"name": A_WHEEL, "url": f"https://example.org/{A_WHEEL}",
-                         "size": 10, "hashes": {"sha256": SHA_A}}]},
-            {"name": "beta", "version": "2.0",
-             "wheels": [{"name": B_WHEEL, "path": f"wheels/{B_WHEEL}",
-                         "hashes": {"sha256": SHA_B}}]},
+            {
+                "name": "alpha",
+                "version": "1.0",
+                "wheels": [
+                    {
+                        "name": A_WHEEL,
+                        "url": f"https://example.org/{A_WHEEL}",
+                        "size": 10,
+                        "hashes": {"sha256": SHA_A},
+                    }
+                ],
+            },
+            {
+                "name": "beta",
+                "version": "2.0",
+                "wheels": [
+                    {"name": B_WHEEL, "path": f"wheels/{B_WHEEL}", "hashes": {"sha256": SHA_B}}
+                ],
+            },
         ],
-        "tool": {"wheelhouse": {"lock-format": 1, "targets": [{
-            "name": "cp311-linux-x86_64", "python-version": "3.11", "marker": "m",
-            "artifacts": [A_WHEEL, B_WHEEL], "wheelhouse-nar-hash": "sha256-x"}]}},
+        "tool": {
+            "wheelhouse": {
+                "lock-format": 1,
+                "targets": [
+                    {
+                        "name": "cp311-linux-x86_64",
+                        "python-version": "3.11",
+                        "marker": "m",
+                        "artifacts": [A_WHEEL, B_WHEEL],
+                        "wheelhouse-nar-hash": "sha256-x",
+                    }
+                ],
+            }
+        },
     }
 
 
@@ -47,7 +71,9 @@ def test_good_lock_gives_the_target_artifacts(tmp_path: Path) -> None:
     target = lockfile.choose_target(lock, None)
     arts = lockfile.artifacts_for(lock, target)
     assert [(a.filename, a.sha256, a.kind) for a in arts] == [
-        (A_WHEEL, SHA_A, "wheel"), (B_WHEEL, SHA_B, "wheel")]
+        (A_WHEEL, SHA_A, "wheel"),
+        (B_WHEEL, SHA_B, "wheel"),
+    ]
     assert arts[0].url and arts[0].size == 10 and arts[1].path == f"wheels/{B_WHEEL}"
 
 
@@ -70,15 +96,21 @@ BAD = {
     "empty hashes": (mutate("packages/0/wheels/0/hashes", {}), "hash"),
     "no sha256": (mutate("packages/0/wheels/0/hashes", {"md5": "0" * 32}), "alpha-1.0"),
     "malformed sha256": (mutate("packages/0/wheels/0/hashes", {"sha256": "xyz"}), "'xyz'"),
-    "wheels and vcs": (mutate("packages/0/vcs", {"type": "git", "url": "https://g/x",
-                                                 "commit-id": "0" * 40}), "alpha"),
+    "wheels and vcs": (
+        mutate("packages/0/vcs", {"type": "git", "url": "https://g/x", "commit-id": "0" * 40}),
+        "alpha",
+    ),
     "neither url nor path": (mutate("packages/0/wheels/0/url", KeyError), "path"),
     "filename disagrees": (mutate("packages/0/version", "1.1"), A_WHEEL),
-    "credentials in url": (mutate("packages/0/wheels/0/url",
-                                  f"https://user:tok@example.org/{A_WHEEL}"), "credentials"),
+    "credentials in url": (
+        mutate("packages/0/wheels/0/url", f"https://user:tok@example.org/{A_WHEEL}"),
+        "credentials",
+    ),
     "path escaping": (mutate("packages/1/wheels/0/path", f"../../{B_WHEEL}"), "escapes"),
-    "target names unknown file": (mutate("tool/wheelhouse/targets/0/artifacts",
-                                         [A_WHEEL, "gamma-1-py3-none-any.whl"]), "gamma"),
+    "target names unknown file": (
+        mutate("tool/wheelhouse/targets/0/artifacts", [A_WHEEL, "gamma-1-py3-none-any.whl"]),
+        "gamma",
+    ),
     "bad tool format": (mutate("tool/wheelhouse/lock-format", 99), "lock-format"),
 }
 
@@ -108,7 +140,8 @@ def test_two_files_for_one_package_in_a_target(tmp_path: Path) -> None:
     data = good_lock()
     other = "alpha-1.0-cp311-cp311-linux_x86_64.whl"
     data["packages"][0]["wheels"].append(
-        {"name": other, "url": f"https://example.org/{other}", "hashes": {"sha256": SHA_B}})
+        {"name": other, "url": f"https://example.org/{other}", "hashes": {"sha256": SHA_B}}
+    )
     data["tool"]["wheelhouse"]["targets"][0]["artifacts"].append(other)
     lock = lockfile.load(write(tmp_path, data))
     with pytest.raises(LockError, match="two files for alpha"):
@@ -117,8 +150,9 @@ def test_two_files_for_one_package_in_a_target(tmp_path: Path) -> None:
 
 def test_unknown_and_ambiguous_targets(tmp_path: Path) -> None:
     data = good_lock()
-    second = dict(data["tool"]["wheelhouse"]["targets"][0], name="cp399-x", **{
-        "python-version": "3.99"})
+    second = dict(
+        data["tool"]["wheelhouse"]["targets"][0], name="cp399-x", **{"python-version": "3.99"}
+    )
     data["tool"]["wheelhouse"]["targets"].append(second)
     lock = lockfile.load(write(tmp_path, data))
     with pytest.raises(LockError, match="no target 'nope'"):

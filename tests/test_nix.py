@@ -17,7 +17,6 @@ import pytest
 import tomli_w
 from conftest import HOST_PYTHON, ROOT, build_demo_index, require
 from indexserver import IndexServer
-
 from wheelmaker import make_wheel
 
 from wheelhouse.cli import main
@@ -33,9 +32,20 @@ PROJECT_NIX = """
 def nix_build(project: Path, attr: str, *extra: str) -> subprocess.CompletedProcess[str]:
     require("nix-build")
     return subprocess.run(
-        ["nix-build", str(project), "-A", attr, "--no-out-link", "--option", "substituters", "",
-         *extra],
-        capture_output=True, text=True, check=False,
+        [
+            "nix-build",
+            str(project),
+            "-A",
+            attr,
+            "--no-out-link",
+            "--option",
+            "substituters",
+            "",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -48,14 +58,16 @@ def make_project(tmp_path: Path, lock_args: list[str]) -> Path:
 
 
 @pytest.fixture
-def demo_project(index_server_factory: Callable[..., IndexServer], tmp_path: Path
-                 ) -> tuple[Path, IndexServer]:
+def demo_project(
+    index_server_factory: Callable[..., IndexServer], tmp_path: Path
+) -> tuple[Path, IndexServer]:
     root = tmp_path / "files"
     root.mkdir()
     build_demo_index(root, uuid.uuid4().hex)
     server = index_server_factory(root)
-    project = make_project(tmp_path, ["alpha", "gamma", "epsilon", "--index-url",
-                                      server.simple_url])
+    project = make_project(
+        tmp_path, ["alpha", "gamma", "epsilon", "--index-url", server.simple_url]
+    )
     server.clear_requests()
     return project, server
 
@@ -68,21 +80,28 @@ def test_env_from_loopback_index_with_cycle_and_none_any(
     assert built.returncode == 0, built.stderr[-3000:]
     env = Path(built.stdout.strip().splitlines()[-1])
     probe = "import alpha, beta, gamma, delta, epsilon_pkg, sys; print(gamma.KIND, sys.prefix)"
-    out = subprocess.run([env / "bin" / "python", "-c", probe], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [env / "bin" / "python", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == ["pure", str(env)]
-    assert subprocess.run([env / "bin" / "alpha"], capture_output=True, text=True,
-                          check=True).stdout == "alpha says hi\n"
+    assert (
+        subprocess.run([env / "bin" / "alpha"], capture_output=True, text=True, check=True).stdout
+        == "alpha says hi\n"
+    )
     # One site-packages for everything, and the wheels were fetched by the FOD, not the env.
     assert [p.name for p in (env / "lib").iterdir()] == ["python3.11"]
-    fetched = sorted(r.path.rsplit("/", 1)[-1] for r in server.requests
-                     if r.path.endswith(".whl"))
-    assert fetched == ["alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl",
-                       "delta-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
-                       "epsilon-2.0-py3-none-any.whl", "gamma-1.0-py3-none-any.whl"]
+    fetched = sorted(r.path.rsplit("/", 1)[-1] for r in server.requests if r.path.endswith(".whl"))
+    assert fetched == [
+        "alpha-1.0-py3-none-any.whl",
+        "beta-1.0-py3-none-any.whl",
+        "delta-1.0-cp311-cp311-manylinux_2_17_x86_64.whl",
+        "epsilon-2.0-py3-none-any.whl",
+        "gamma-1.0-py3-none-any.whl",
+    ]
     # The wheelhouse is not in the env's runtime closure (only the interpreter and the env).
-    closure = subprocess.run(["nix-store", "-qR", str(env)], capture_output=True, text=True,
-                             check=True).stdout
+    closure = subprocess.run(
+        ["nix-store", "-qR", str(env)], capture_output=True, text=True, check=True
+    ).stdout
     assert "wheelhouse-cp311" not in closure
 
 
@@ -95,8 +114,13 @@ def test_lock_edited_without_new_hash_fails_the_build(
     lock_path = project / "pylock.toml"
     data = tomllib.loads(lock_path.read_text())
     # Swap beta's wheel for another file (new bytes, new sha256) but keep the old NAR hash.
-    other = make_wheel(server.root, "beta", "1.0", {"beta/__init__.py": "X = 2\n"},
-                       filename="beta-1.0-py3-none-any.whl")
+    other = make_wheel(
+        server.root,
+        "beta",
+        "1.0",
+        {"beta/__init__.py": "X = 2\n"},
+        filename="beta-1.0-py3-none-any.whl",
+    )
     (beta,) = [p for p in data["packages"] if p["name"] == "beta"]
     beta["wheels"][0]["hashes"]["sha256"] = hashlib.sha256(other.read_bytes()).hexdigest()
     beta["wheels"][0]["size"] = other.stat().st_size
@@ -112,11 +136,22 @@ def test_env_for_requests_from_real_pypi(tmp_path: Path) -> None:
     env_vars = dict(os.environ, SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt")
     built = subprocess.run(
         ["nix-build", str(project), "-A", "env", "--no-out-link", "--option", "substituters", ""],
-        capture_output=True, text=True, env=env_vars, check=False)
+        capture_output=True,
+        text=True,
+        env=env_vars,
+        check=False,
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     env = Path(built.stdout.strip().splitlines()[-1])
-    out = subprocess.run([env / "bin" / "python", "-c",
-                          "import requests, urllib3, idna, certifi, charset_normalizer; "
-                          "print(requests.__version__)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            env / "bin" / "python",
+            "-c",
+            "import requests, urllib3, idna, certifi, charset_normalizer; "
+            "print(requests.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip()

@@ -16,7 +16,10 @@ SUITES = sorted((ROOT / "nixlib" / "tests").glob("*.nix"))
 def nix_eval(expr: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["nix-instantiate", "--eval", "--strict", "--json", "-E", expr],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
 
 
@@ -31,7 +34,7 @@ def suite_cases() -> list[tuple[Path, str]]:
 
 @pytest.mark.parametrize(("suite", "name"), suite_cases(), ids=lambda v: getattr(v, "stem", v))
 def test_nixlib_suite(suite: Path, name: str) -> None:
-    proc = nix_eval(f'let t = (import {suite}).{name}; in {{ inherit (t) expr expected; }}')
+    proc = nix_eval(f"let t = (import {suite}).{name}; in {{ inherit (t) expr expected; }}")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["expr"] == result["expected"]
@@ -45,18 +48,22 @@ LOCK = """{ lock-version = "1.0"; packages = [ { name = "a"; version = "1";
 THROWS = {
     "unknown target": (
         f'(import ./nixlib).selectTarget {{ lock = {LOCK}; target = "cp399"; }}',
-        ['no target "cp399"', '"cp311-x"']),
+        ['no target "cp399"', '"cp311-x"'],
+    ),
     "python version mismatch": (
         f'(import ./nixlib).selectTarget {{ lock = {LOCK}; pythonVersion = "3.12"; }}',
-        ["cp311-x", "3.11", "3.12"]),
+        ["cp311-x", "3.11", "3.12"],
+    ),
     "artifact not in packages": (
-        f'(import ./nixlib).targetDigest {{ lock = {LOCK}; '
-        f'target = builtins.head ({LOCK}).tool.wheelhouse.targets; }}',
-        ["ghost-1-py3-none-any.whl", "wheelhouse lock"]),
+        f"(import ./nixlib).targetDigest {{ lock = {LOCK}; "
+        f"target = builtins.head ({LOCK}).tool.wheelhouse.targets; }}",
+        ["ghost-1-py3-none-any.whl", "wheelhouse lock"],
+    ),
     "lock without targets": (
         '(import ./nixlib).selectTarget { lock = { lock-version = "1.0"; packages = []; }; }',
-        ["no [tool.wheelhouse] targets"]),
-    "bad python argument": ('(import ./nixlib).toInterpreter 3', ["a int"]),
+        ["no [tool.wheelhouse] targets"],
+    ),
+    "bad python argument": ("(import ./nixlib).toInterpreter 3", ["a int"]),
 }
 
 

@@ -43,7 +43,7 @@ def test_sdist_only_when_no_wheel_fits() -> None:
 def test_no_binary_forces_sdist_and_fails_clearly_without_one() -> None:
     assert select("Demo", "1.0", cands(PURE, SDIST), T311, no_binary=["demo"]).filename == SDIST
     assert select("demo", "1.0", cands(PURE, SDIST), T311, no_binary=[":all:"]).filename == SDIST
-    with pytest.raises(SelectionError, match="demo 1.0: --no-binary"):
+    with pytest.raises(SelectionError, match=r"demo 1\.0: --no-binary"):
         select("demo", "1.0", cands(PURE), T311, no_binary=["demo"])
 
 

@@ -1,4 +1,4 @@
-"""``python -m wheelhouse``: the thin entrypoint; everything testable lives in ``wheelhouse.cli``."""
+"""``python -m wheelhouse``: a thin entrypoint; all that is testable is in ``wheelhouse.cli``."""
 
 import sys
 

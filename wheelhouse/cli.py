@@ -14,28 +14,51 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from wheelhouse import __version__, lockfile, nar
+from wheelhouse.download import Downloader
 from wheelhouse.errors import HashMismatchError, InstallError, UsageError, WheelhouseError
+from wheelhouse.fetch import fetch
+from wheelhouse.install import install_env
+from wheelhouse.lock import Options, build_lock, write_lock
 from wheelhouse.model import Artifact
+from wheelhouse.resolve import Inputs, project_requirements
+from wheelhouse.targets import make_target
 
 
 def _add_lock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lock", help="resolve requirements with pip and write pylock.toml")
-    p.add_argument("requirements", nargs="*", metavar="REQ",
-                   help="requirement specifiers, or a project directory with pyproject.toml")
+    p.add_argument(
+        "requirements",
+        nargs="*",
+        metavar="REQ",
+        help="requirement specifiers, or a project directory with pyproject.toml",
+    )
     p.add_argument("-r", "--requirement", action="append", default=[], type=Path, metavar="FILE")
     p.add_argument("-c", "--constraint", action="append", default=[], type=Path, metavar="FILE")
     p.add_argument("--project", type=Path, help="project directory (its [project] dependencies)")
     p.add_argument("--extra", action="append", default=[], help="project extra to include")
     p.add_argument("--group", action="append", default=[], help="dependency group to include")
-    p.add_argument("--python", action="append", default=[], metavar="X.Y",
-                   help="target Python version (repeatable; default: the running interpreter)")
+    p.add_argument(
+        "--python",
+        action="append",
+        default=[],
+        metavar="X.Y",
+        help="target Python version (repeatable; default: the running interpreter)",
+    )
     p.add_argument("--index-url", "-i", default="https://pypi.org/simple")
     p.add_argument("--extra-index-url", action="append", default=[])
     p.add_argument("--find-links", "-f", action="append", default=[])
-    p.add_argument("--prefer-binary-wheels", action="store_true",
-                   help="take the most specific compatible wheel even when a none-any one exists")
-    p.add_argument("--no-binary", action="append", default=[], metavar="PKG",
-                   help="lock PKG's sdist (':all:' for every package)")
+    p.add_argument(
+        "--prefer-binary-wheels",
+        action="store_true",
+        help="take the most specific compatible wheel even when a none-any one exists",
+    )
+    p.add_argument(
+        "--no-binary",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="lock PKG's sdist (':all:' for every package)",
+    )
     p.add_argument("-o", "--output", type=Path, default=Path("pylock.toml"))
     _add_download_options(p)
 
@@ -47,8 +70,11 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_target_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", "-t", help="lock target name (default: the only one, or the "
-                   "one for the running Python)")
+    p.add_argument(
+        "--target",
+        "-t",
+        help="lock target name (default: the only one, or the one for the running Python)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,8 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--dest", type=Path, required=True)
     _add_target_option(p)
     _add_download_options(p)
-    p.add_argument("--no-verify-nar", action="store_true",
-                   help="skip comparing the result with the lock's wheelhouse-nar-hash")
+    p.add_argument(
+        "--no-verify-nar",
+        action="store_true",
+        help="skip comparing the result with the lock's wheelhouse-nar-hash",
+    )
 
     p = sub.add_parser("install", help="install a target's wheels into one prefix")
     p.add_argument("lock", type=Path)
@@ -86,17 +115,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _downloader(args: argparse.Namespace, base_dir: Path | None) -> Downloader:
-    from wheelhouse.download import Downloader
-
-    cache: Path | None | bool = False if args.no_cache else args.cache_dir
+    cache: Path | bool | None = False if args.no_cache else args.cache_dir
     return Downloader(cache, jobs=args.jobs, base_dir=base_dir)
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from wheelhouse.lock import Options, build_lock, write_lock
-    from wheelhouse.resolve import Inputs, project_requirements
-    from wheelhouse.targets import make_target
-
     reqs = list(args.requirements)
     project = args.project
     if project is None and len(reqs) == 1 and Path(reqs[0], "pyproject.toml").is_file():
@@ -118,19 +141,26 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     if len({t.name for t in targets}) != len(targets):
         raise UsageError("--python names the same version twice")
     output = args.output.absolute()
-    data = build_lock(inputs, targets, output, _downloader(args, output.parent),
-                      Options(prefer_binary=args.prefer_binary_wheels,
-                              no_binary=tuple(args.no_binary), jobs=args.jobs))
+    data = build_lock(
+        inputs,
+        targets,
+        output,
+        _downloader(args, output.parent),
+        Options(
+            prefer_binary=args.prefer_binary_wheels, no_binary=tuple(args.no_binary), jobs=args.jobs
+        ),
+    )
     write_lock(data, output)
     n = len(data["packages"])
-    print(f"wrote {args.output}: {n} packages, targets "
-          + ", ".join(t["name"] for t in data["tool"]["wheelhouse"]["targets"]), file=sys.stderr)
+    print(
+        f"wrote {args.output}: {n} packages, targets "
+        + ", ".join(t["name"] for t in data["tool"]["wheelhouse"]["targets"]),
+        file=sys.stderr,
+    )
     return 0
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from wheelhouse.fetch import fetch
-
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     artifacts = lockfile.artifacts_for(lock, target)
@@ -166,8 +196,6 @@ def _verify(art: Artifact, path: Path) -> None:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from wheelhouse.install import install_env
-
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     runtime = [a for a in lockfile.artifacts_for(lock, target) if not a.build_only]
@@ -180,9 +208,14 @@ def _cmd_install(args: argparse.Namespace) -> int:
             f"{', '.join(sdists)}: only an sdist is locked; build it into a wheel first "
             "(`wheelhouse build-sdists`) or lock a wheel"
         )
-    report = install_env(wheels, args.prefix, python=args.python,
-                         compile_bytecode=not args.no_compile, jobs=args.jobs,
-                         replace=args.replace)
+    report = install_env(
+        wheels,
+        args.prefix,
+        python=args.python,
+        compile_bytecode=not args.no_compile,
+        jobs=args.jobs,
+        replace=args.replace,
+    )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0

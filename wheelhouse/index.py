@@ -148,4 +148,3 @@ def list_files(
         body, final, ctype = reader.read(link, "text/html")
         add(parse_page(body, final, ctype))
     return sorted(seen.values(), key=lambda c: c.filename)
-

@@ -38,10 +38,14 @@ def _with_resolved_file(cands: list[Candidate], row: Resolved) -> list[Candidate
     if candidate_identity(filename) is None or any(c.filename == filename for c in cands):
         return cands
     if row.url.startswith("file://"):
-        return [*cands, Candidate(filename=filename, path=row.url[len("file://"):],
-                                  sha256=row.sha256)]
-    return [*cands, Candidate(filename=filename, url=index.strip_credentials(row.url),
-                              sha256=row.sha256)]
+        return [
+            *cands,
+            Candidate(filename=filename, path=row.url[len("file://") :], sha256=row.sha256),
+        ]
+    return [
+        *cands,
+        Candidate(filename=filename, url=index.strip_credentials(row.url), sha256=row.sha256),
+    ]
 
 
 def _lock_path(path: str, lock_dir: Path) -> str:
@@ -54,7 +58,7 @@ def _lock_path(path: str, lock_dir: Path) -> str:
 
 
 def _complete(cand: Candidate, row: Resolved, downloader: Downloader, lock_dir: Path) -> Artifact:
-    """Turn a chosen candidate into a fully hashed artifact (hash taken from the bytes if needed)."""
+    """A chosen candidate as a fully hashed artifact (hashing the bytes if the index had no hash)."""
     sha256 = cand.sha256
     if sha256 is None:
         if cand.path is not None:
@@ -106,8 +110,14 @@ def build_lock(
             cands = _with_resolved_file(listings[row.name], row)
             if row.is_direct:
                 cands = [c for c in cands if row.url.endswith("/" + c.filename)] or cands
-            cand = select(row.name, row.version, cands, target,
-                          prefer_binary=options.prefer_binary, no_binary=options.no_binary)
+            cand = select(
+                row.name,
+                row.version,
+                cands,
+                target,
+                prefer_binary=options.prefer_binary,
+                no_binary=options.no_binary,
+            )
             if cand.filename not in completed:
                 completed[cand.filename] = _complete(cand, row, downloader, lock_dir)
             picks.append(completed[cand.filename])
@@ -122,21 +132,28 @@ def build_lock(
     tool_targets = []
     for target in targets:
         files = {a.filename: downloaded[a.filename] for a in chosen[target.name]}
-        tool_targets.append({
-            "name": target.name,
-            "python-version": target.version_string,
-            "marker": target.marker,
-            "artifacts": sorted(files),
-            "wheelhouse-nar-hash": nar.sri(nar.flat_directory_sha256(files)),
-        })
+        tool_targets.append(
+            {
+                "name": target.name,
+                "python-version": target.version_string,
+                "marker": target.marker,
+                "artifacts": sorted(files),
+                "wheelhouse-nar-hash": nar.sri(nar.flat_directory_sha256(files)),
+            }
+        )
     return {
         "lock-version": "1.0",
         "environments": [t.marker for t in targets],
         "requires-python": ">=" + min(t.version_string for t in targets),
         "created-by": "wheelhouse",
         "packages": _packages(targets, chosen, completed),
-        "tool": {"wheelhouse": {"lock-format": lockfile.TOOL_FORMAT,
-                                "version": __version__, "targets": tool_targets}},
+        "tool": {
+            "wheelhouse": {
+                "lock-format": lockfile.TOOL_FORMAT,
+                "version": __version__,
+                "targets": tool_targets,
+            }
+        },
     }
 
 
@@ -157,10 +174,15 @@ def _packages(
         marker = None
         if len(users[key]) != len(targets):
             marker = " or ".join(f"({t.marker})" for t in users[key])
-        entries.append(lockfile.package_entry(
-            key[0], key[1], [a for a in arts if a.kind == "wheel"],
-            sdists[0] if sdists else None, marker=marker,
-        ))
+        entries.append(
+            lockfile.package_entry(
+                key[0],
+                key[1],
+                [a for a in arts if a.kind == "wheel"],
+                sdists[0] if sdists else None,
+                marker=marker,
+            )
+        )
     return entries
 
 

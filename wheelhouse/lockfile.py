@@ -134,7 +134,9 @@ def _tool_targets(path: Path, tool: Any) -> tuple[LockTarget, ...]:
             for t in tool.get("targets", [])
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise _fail(path, f"[tool.wheelhouse] is malformed ({exc!r}); regenerate the lock") from None
+        raise _fail(
+            path, f"[tool.wheelhouse] is malformed ({exc!r}); regenerate the lock"
+        ) from None
 
 
 def _package_hint(data: Mapping[str, Any], exc: PylockValidationError) -> str:
@@ -174,7 +176,9 @@ def load(path: Path) -> Lock:
             raise _fail(path, f"{where}: vcs and directory sources are not supported; lock a wheel")
         if pkg.archive:
             raise _fail(path, f"{where}: direct archive sources are not supported; lock a wheel")
-        dists: list[tuple[PackageWheel | PackageSdist, str]] = [(w, "wheel") for w in pkg.wheels or ()]
+        dists: list[tuple[PackageWheel | PackageSdist, str]] = [
+            (w, "wheel") for w in pkg.wheels or ()
+        ]
         if pkg.sdist:
             dists.append((pkg.sdist, "sdist"))
         for dist, kind in dists:
@@ -191,7 +195,9 @@ def choose_target(lock: Lock, name: str | None) -> LockTarget | None:
     """The ``[tool.wheelhouse]`` target to use; None for a lock without one (e.g. ``pip lock``)."""
     if not lock.targets:
         if name is not None:
-            raise _fail(lock.path, f"has no [tool.wheelhouse] targets, so --target {name} is unknown")
+            raise _fail(
+                lock.path, f"has no [tool.wheelhouse] targets, so --target {name} is unknown"
+            )
         return None
     names = ", ".join(t.name for t in lock.targets)
     if name is not None:
@@ -236,9 +242,7 @@ def artifacts_for(lock: Lock, target: LockTarget | None) -> list[Artifact]:
                     f"target {target.name} selects two files for {art.package}: "
                     f"{other} and {filename}",
                 )
-        chosen.append(
-            Artifact(**{**art.__dict__, "build_only": True}) if build_only else art
-        )
+        chosen.append(Artifact(**{**art.__dict__, "build_only": True}) if build_only else art)
     return chosen
 
 

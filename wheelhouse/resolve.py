@@ -100,9 +100,18 @@ def project_requirements(
 
 def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
     cmd = [
-        sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-        "--disable-pip-version-check", "--quiet", "--report", str(report),
-        "--index-url", inputs.index_url,
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--report",
+        str(report),
+        "--index-url",
+        inputs.index_url,
     ]
     for url in inputs.extra_index_urls:
         cmd += ["--extra-index-url", url]
@@ -110,8 +119,14 @@ def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
         cmd += ["--find-links", link]
     if not target.is_running:
         # pip only resolves for another interpreter from wheels (it cannot run their builds).
-        cmd += ["--python-version", target.version_string, "--implementation", "cp",
-                "--only-binary", ":all:"]
+        cmd += [
+            "--python-version",
+            target.version_string,
+            "--implementation",
+            "cp",
+            "--only-binary",
+            ":all:",
+        ]
     for f in inputs.requirement_files:
         cmd += ["-r", str(f)]
     for f in inputs.constraint_files:

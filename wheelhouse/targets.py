@@ -48,7 +48,7 @@ class Target:
 
     def environment(self) -> dict[str, str]:
         """Marker environment for evaluating dependency markers on this target."""
-        env = dict(default_environment())
+        env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
         if not self.is_running:
             env["python_version"] = self.version_string
             env["python_full_version"] = self.version_string + ".0"
