@@ -58,7 +58,7 @@ def _lock_path(path: str, lock_dir: Path) -> str:
 
 
 def _complete(cand: Candidate, row: Resolved, downloader: Downloader, lock_dir: Path) -> Artifact:
-    """A chosen candidate as a fully hashed artifact (hashing the bytes if the index had no hash)."""
+    """A chosen candidate as a fully hashed artifact (hashing the bytes if the index has none)."""
     sha256 = cand.sha256
     if sha256 is None:
         if cand.path is not None:
