@@ -4,29 +4,53 @@ let
   tool = import ./tool.nix;
   wheelhouse = import ./wheelhouse.nix;
   env = import ./env.nix;
-  lock = import ./lock.nix;
+  lockLib = import ./lock.nix;
   python = import ./python.nix;
+  sdists = import ./sdists.nix;
 in
-lock // python // {
+lockLib // python // {
   inherit (tool) mkTool;
   inherit (wheelhouse) mkWheelhouse;
-  inherit (env) mkEnv;
+  inherit (env) mkEnv nixpkgsPackages;
+  inherit (sdists) mkSdistWheels targetSdists buildOverrides inputPaths normalizeName;
 
-  /* The project-level entry point: a lock (and later the project source) to `{ wheelhouse; env; }`.
+  /* The project-level entry point: a lock (and later the project source) to
+     `{ tool; wheelhouse; sdistWheels; env; }`. When the target installs sdists, `sdistWheels`
+     (ONE derivation, see `mkSdistWheels`) builds them and the env installs its wheels; without
+     sdists it is null and the env uses the wheelhouse directly. `fromNixpkgs` packages come from
+     `pythonPackages` instead of the lock (and are neither built nor installed from it).
 
-     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; } -> { tool; wheelhouse; env; }
+     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; } -> { tool; wheelhouse; sdistWheels; env; }
 
      Example:
-       (mkProject { src = ./.; lock = ./pylock.toml; python = pkgs.python3; }).env
+       (mkProject { src = ./.; lock = ./pylock.toml; python = pkgs.python3;
+                    buildInputs = [ pkgs.stdenv.cc pkgs.pkg-config ];
+                    overrides.psycopg2.nativeBuildInputs = [ pkgs.postgresql ];
+                    fromNixpkgs = [ "numpy" ]; pythonPackages = pkgs.python3.pkgs; }).env
        => «derivation /nix/store/...-python-env.drv»
   */
   mkProject = { lock, python, src ? null, target ? null, cacert ? null, name ? "python-env"
-              , tool ? (import ./tool.nix).mkTool { inherit python; } }:
+              , tool ? (import ./tool.nix).mkTool { inherit python; }
+              , buildInputs ? [ ], overrides ? { }, fromNixpkgs ? [ ], pythonPackages ? { }, jobs ? 2 }:
     let
       wh = (import ./wheelhouse.nix).mkWheelhouse { inherit lock python tool target cacert; };
+      excluded = map sdists.normalizeName fromNixpkgs;
+      toBuild = builtins.filter (s: !(builtins.elem s.name excluded))
+        (sdists.targetSdists { lock = lockLib.readLock lock; target = wh.target; });
+      built =
+        if toBuild == [ ] then null
+        else sdists.mkSdistWheels {
+          inherit lock python tool overrides buildInputs jobs;
+          wheelhouse = wh;
+          exclude = fromNixpkgs;
+        };
     in {
       inherit tool;
       wheelhouse = wh;
-      env = (import ./env.nix).mkEnv { inherit lock python tool name; wheelhouse = wh; };
+      sdistWheels = built;
+      env = (import ./env.nix).mkEnv {
+        inherit lock python tool name built fromNixpkgs pythonPackages;
+        wheelhouse = wh;
+      };
     };
 }

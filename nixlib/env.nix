@@ -3,19 +3,52 @@
 # packages need nothing: there are no per-package derivations to order.
 let
   interp = import ./python.nix;
+  lockLib = import ./lock.nix;
+  sdists = import ./sdists.nix;
 in
-{
-  /* Install a wheelhouse into `$out`: `$out/bin/python` imports every locked package and the
-     console scripts sit in `$out/bin`.
+rec {
+  /* The packages `fromNixpkgs` names, taken from `pythonPackages` (a nixpkgs-style python
+     package set, e.g. `pkgs.python3.pkgs`) instead of the lock. Each must be a runtime package
+     of the target (so nothing is silently added) and exist in the set.
 
-     Type: mkEnv :: { lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; name ? String; compile ? Bool; } -> Derivation
+     Type: nixpkgsPackages :: { lock :: AttrSet; target :: AttrSet; fromNixpkgs :: [ String ]; pythonPackages :: AttrSet; } -> [ { name :: String; package :: Derivation; } ]
+
+     Example:
+       nixpkgsPackages { inherit lock target; fromNixpkgs = [ "numpy" ]; pythonPackages = pkgs.python3.pkgs; }
+       => [ { name = "numpy"; package = «derivation ...-python3.11-numpy-1.26.4.drv»; } ]
+  */
+  nixpkgsPackages = { lock, target, fromNixpkgs, pythonPackages }:
+    let
+      names = lockLib.artifactPackages lock;
+      runtime = map (f: names.${f} or f) (target.artifacts or [ ]);
+      pick = name:
+        if !(builtins.elem (sdists.normalizeName name) runtime) then
+          throw "nixlib: fromNixpkgs names ${builtins.toJSON name}, which target ${target.name} does not install (its packages: ${builtins.toJSON runtime})"
+        else if !(pythonPackages ? ${name}) then
+          throw "nixlib: fromNixpkgs names ${builtins.toJSON name}, which pythonPackages does not have${if pythonPackages == { } then " (pythonPackages is empty: pass e.g. pkgs.python3.pkgs)" else ""}"
+        else { inherit name; package = pythonPackages.${name}; };
+    in map pick fromNixpkgs;
+
+  /* Install a wheelhouse into `$out`: `$out/bin/python` imports every locked package and the
+     console scripts sit in `$out/bin`. `built` (from `mkSdistWheels`) supplies wheels for the
+     locked sdists. `fromNixpkgs` packages come from `pythonPackages` instead of the wheelhouse:
+     one `.pth` file in the env's site-packages lists their site-packages directories.
+
+     Type: mkEnv :: { lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; name ? String; compile ? Bool; built ? Derivation | null; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; } -> Derivation
 
      Example:
        mkEnv { lock = ./pylock.toml; python = pkgs.python3; inherit tool wheelhouse; }
        => «derivation /nix/store/...-python-env.drv»   # $out/bin/python -c 'import requests'
   */
-  mkEnv = { lock, python, tool, wheelhouse, name ? "python-env", compile ? true }:
-    let py = interp.toInterpreter python;
+  mkEnv = { lock, python, tool, wheelhouse, name ? "python-env", compile ? true, built ? null
+          , fromNixpkgs ? [ ], pythonPackages ? { } }:
+    let
+      py = interp.toInterpreter python;
+      fromSet = nixpkgsPackages {
+        lock = lockLib.readLock lock;
+        target = wheelhouse.target;
+        inherit fromNixpkgs pythonPackages;
+      };
     in
     derivation {
       inherit name;
@@ -25,6 +58,8 @@ in
                "${tool}/lib/wheelhouse"
                "install" lock "--wheelhouse" wheelhouse "--prefix" (builtins.placeholder "out")
                "--target" wheelhouse.target.name "--python" py.executable ]
-             ++ (if compile then [ ] else [ "--no-compile" ]);
+             ++ (if compile then [ ] else [ "--no-compile" ])
+             ++ (if built != null then [ "--built" built ] else [ ])
+             ++ builtins.concatMap (p: [ "--exclude" p.name "--extra-site-packages" p.package ]) fromSet;
     } // { inherit wheelhouse; };
 }

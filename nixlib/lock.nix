@@ -62,6 +62,22 @@ rec {
       (p: map (f: { name = fileName f; value = f.hashes.sha256 or (throw "nixlib: ${fileName f} of package ${p.name} has no sha256 hash"); }) (files p))
       (lock.packages or [ ]));
 
+  /* Every artifact the lock lists, keyed by file name, with its package's name.
+
+     Type: artifactPackages :: AttrSet -> AttrSet
+
+     Example:
+       (artifactPackages (readLock ./pylock.toml))."idna-3.10-py3-none-any.whl"
+       => "idna"
+  */
+  artifactPackages = lock:
+    let
+      files = p: (p.wheels or [ ]) ++ (if p ? sdist then [ p.sdist ] else [ ]);
+      fileName = f: f.name or (baseNameOf (f.url or f.path));
+    in listToAttrs (concatMap
+      (p: map (f: { name = fileName f; value = p.name; }) (files p))
+      (lock.packages or [ ]));
+
   /* Short digest of what a target's wheelhouse holds (file names and their sha256 from
      [[packages]]). It goes into the fixed-output derivation's name, so editing the locked set
      without refreshing the NAR hash makes Nix build anew (and fail loudly) instead of silently

@@ -13,7 +13,8 @@ test may add files while it runs) on ``127.0.0.1`` with an ephemeral port:
 Every request is recorded (``requests``: method, path, headers) and faults can be injected per
 path (exact path or ``fnmatch`` pattern) at run time: ``fail`` (a status for the next K requests,
 optionally with ``Retry-After``), ``drop_after`` (cut the body after N bytes), ``corrupt`` (serve
-other bytes), ``delay``, ``redirect`` and ``require_auth`` (HTTP Basic, 401 otherwise).
+other bytes), ``delay``, ``throttle`` (a slow body), ``redirect`` and ``require_auth`` (HTTP
+Basic, 401 otherwise).
 
 Nothing here depends on pytest; ``server_factory`` makes fixtures a few lines long.
 Helpers ``make_wheel``/``make_sdist`` build tiny, valid, byte-reproducible distributions.
@@ -231,6 +232,12 @@ class IndexServer:
         """Wait ``seconds`` before answering."""
         self._add("delay", path, times, seconds=seconds)
 
+    def throttle(
+        self, path: str, chunk: int, interval: float, *, times: int | None = None
+    ) -> None:
+        """Send the body ``chunk`` bytes at a time, ``interval`` seconds apart (a slow link)."""
+        self._add("throttle", path, times, chunk=chunk, interval=interval)
+
     def redirect(
         self, path: str, location: str, *, status: int = 302, times: int | None = None
     ) -> None:
@@ -431,6 +438,14 @@ class IndexServer:
             handler.abort(reset=fault.params["reset"])
             return
         handler.send_head(status, len(body), headers)
+        fault = self._take("throttle", path)
+        if fault is not None:
+            step = max(1, fault.params["chunk"])
+            for offset in range(0, len(body), step):
+                handler.wfile.write(body[offset : offset + step])
+                handler.wfile.flush()
+                time.sleep(fault.params["interval"])
+            return
         handler.wfile.write(body)
 
 

@@ -161,3 +161,85 @@ def test_unresolvable_requirement_is_one_clear_error(
     assert rc == 1 and not out.exists()
     assert err.startswith("error: pip could not resolve") and "no-such-package" in err
     assert err.count("\n") == 1
+
+
+# --- sdists and their build environments ----------------------------------------------------------
+
+
+@pytest.fixture
+def sdist_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
+    from sdistmaker import build_sdist_index
+
+    root = tmp_path / "sdist-files"
+    root.mkdir()
+    build_sdist_index(root)
+    return index_server_factory(root)
+
+
+def test_lock_records_build_envs_as_build_only_pep751_packages(
+    sdist_index: IndexServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "pylock.toml"
+    args = ["lock", "app", "tinybackend==2.0", "--no-binary", "app"]
+    assert main([*args, "--index-url", sdist_index.simple_url, "-o", str(out)]) == 0
+    first = out.read_bytes()
+    assert main([*args, "--index-url", sdist_index.simple_url, "-o", str(out)]) == 0
+    assert out.read_bytes() == first  # byte-identical, no datetimes
+    data = tomllib.loads(first.decode())
+    assert no_datetimes(data)
+    (target,) = data["tool"]["wheelhouse"]["targets"]
+    assert target["artifacts"] == ["app-1.0.tar.gz", "tinybackend-2.0-py3-none-any.whl"]
+    # app's build env: its static requirement (tinybackend<2) plus what its backend asked for
+    # (tinyhelper, only an sdist: it gets a build env of its own, with the newest tinybackend).
+    assert target["build-artifacts"] == [
+        "tinybackend-1.0-py3-none-any.whl",
+        "tinyhelper-1.0.tar.gz",
+    ]
+    assert target["sdist-builds"] == {
+        "app-1.0.tar.gz": ["tinybackend-1.0-py3-none-any.whl", "tinyhelper-1.0.tar.gz"],
+        "tinyhelper-1.0.tar.gz": ["tinybackend-2.0-py3-none-any.whl"],
+    }
+    markers = {(p["name"], p["version"]): p.get("marker") for p in data["packages"]}
+    assert markers == {
+        ("app", "1.0"): None,
+        ("tinybackend", "1.0"): "'wheelhouse-build' in dependency_groups",
+        ("tinybackend", "2.0"): None,
+        ("tinyhelper", "1.0"): "'wheelhouse-build' in dependency_groups",
+    }
+    # The NAR hash covers build-only files too: they are in the fixed-output wheelhouse.
+    wh = tmp_path / "wh"
+    assert main(["fetch", str(out), "-d", str(wh)]) == 0
+    assert len(list(wh.iterdir())) == 4
+    assert nar.sri(nar.nar_sha256(wh)) == target["wheelhouse-nar-hash"]
+
+    # Without [tool.wheelhouse], a standard PEP 751 reader sees the runtime packages only.
+    del data["tool"]
+    pylock = Pylock.from_dict(data)
+    pylock.validate()
+    picked = sorted((p.name, str(p.version)) for p, _ in pylock.select())
+    assert picked == [("app", "1.0"), ("tinybackend", "2.0")]
+
+
+def test_build_dependency_cycle_is_a_clear_error(
+    index_server_factory: Callable[..., IndexServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sdistmaker import make_backend_wheel, make_sdist, tiny_pyproject
+    from wheelmaker import make_wheel
+
+    root = tmp_path / "files"
+    root.mkdir()
+    make_backend_wheel(root)
+    for name, other in (("ping", "pong"), ("pong", "ping")):
+        py = tiny_pyproject(name, "1.0", requires=["tinybackend", other])
+        make_sdist(root, name, "1.0", pyproject=py)
+        make_wheel(root, name, "1.0")  # what pip resolves with; --no-binary takes the sdist
+    server = index_server_factory(root)
+    out = tmp_path / "pylock.toml"
+    no_binary = ["--no-binary", "ping", "--no-binary", "pong"]
+    rc = main(["lock", "ping", *no_binary, "--index-url", server.simple_url, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and not out.exists()
+    assert "ping-1.0.tar.gz needs pong-1.0.tar.gz needs ping-1.0.tar.gz" in err
+    assert "drop it from --no-binary" in err

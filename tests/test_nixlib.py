@@ -64,6 +64,32 @@ THROWS = {
         ["no [tool.wheelhouse] targets"],
     ),
     "bad python argument": ("(import ./nixlib).toInterpreter 3", ["a int"]),
+    "override of a package that is not an sdist": (
+        '(import ./nixlib).buildOverrides { sdists = [ "docopt" ]; '
+        'overrides.psycopg2.env.A = "1"; }',
+        ["overrides.psycopg2", "psycopg2 is not built from an sdist", '["docopt"]'],
+    ),
+    "override with an unknown attribute": (
+        '(import ./nixlib).buildOverrides { sdists = [ "docopt" ]; '
+        "overrides.docopt.buildInputs = [ ]; }",
+        ["overrides.docopt", '["buildInputs"]', "nativeBuildInputs, env"],
+    ),
+    "build input of a wrong type": (
+        "(import ./nixlib).inputPaths [ 42 ]",
+        ["a build input must be a derivation or a path", "a int: 42"],
+    ),
+    "fromNixpkgs package not in the lock": (
+        f"(import ./nixlib).nixpkgsPackages {{ lock = {LOCK}; "
+        f"target = builtins.head ({LOCK}).tool.wheelhouse.targets; "
+        'fromNixpkgs = [ "numpy" ]; pythonPackages = { }; }',
+        ['fromNixpkgs names "numpy"', "cp311-x does not install", '"a"'],
+    ),
+    "fromNixpkgs package not in the set": (
+        f"(import ./nixlib).nixpkgsPackages {{ lock = {LOCK}; "
+        f"target = builtins.head ({LOCK}).tool.wheelhouse.targets; "
+        'fromNixpkgs = [ "a" ]; pythonPackages = { }; }',
+        ['fromNixpkgs names "a"', "pythonPackages does not have", "pkgs.python3.pkgs"],
+    ),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wheelhouse.errors import UsageError
-from wheelhouse.resolve import Inputs, pip_command, project_requirements
+from wheelhouse.resolve import Inputs, pip_command, pip_environment, project_requirements
 from wheelhouse.targets import make_target
 
 PYPROJECT = """
@@ -57,8 +57,6 @@ def test_pip_command_for_another_python_is_binary_only(tmp_path: Path) -> None:
     for part in [
         "--dry-run",
         "--ignore-installed",
-        "--index-url http://i/simple",
-        "--extra-index-url http://e/simple",
         "--find-links /w",
         "-r r.txt",
         "-c c.txt",
@@ -68,3 +66,25 @@ def test_pip_command_for_another_python_is_binary_only(tmp_path: Path) -> None:
         assert part in joined
     assert cmd[-1] == "demo"
     assert "--python-version" not in pip_command(inputs, make_target(None), tmp_path / "r")
+    assert "http://i/simple" not in joined  # indexes go through the environment
+
+
+def test_indexes_and_env_credentials_go_to_pip_through_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WHEELHOUSE_AUTH", "e:8080=tok:p@ss:w0rd")
+    inputs = Inputs(
+        requirements=("demo",),
+        index_url="http://u:pw@i/simple",
+        extra_index_urls=("http://e:8080/simple", "http://other/simple"),
+        find_links=("/local/dir", "https://f:tok@links.example/wheels/"),
+    )
+    env, secrets = pip_environment(inputs, {"PIP_NO_INDEX": "1", "HOME": "/h"})
+    assert env["PIP_FIND_LINKS"] == "https://f:tok@links.example/wheels/"
+    assert env["PIP_INDEX_URL"] == "http://u:pw@i/simple"
+    assert env["PIP_EXTRA_INDEX_URL"] == "http://tok:p%40ss%3Aw0rd@e:8080/simple http://other/simple"
+    assert "PIP_NO_INDEX" not in env and env["HOME"] == "/h"
+    assert {"pw", "p@ss:w0rd", "p%40ss%3Aw0rd", "tok"} <= set(secrets)
+    cmd = " ".join(pip_command(inputs, make_target(None), Path("r.json")))
+    assert "pw" not in cmd and "w0rd" not in cmd and "tok" not in cmd and "--no-input" in cmd
+    assert "--find-links /local/dir" in cmd

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from wheelhouse import __version__, lockfile, nar
+from wheelhouse.build import Overrides, build_sdists, load_overrides, wheels_for_sdists
 from wheelhouse.download import Downloader
-from wheelhouse.errors import HashMismatchError, InstallError, UsageError, WheelhouseError
+from wheelhouse.errors import (
+    HashMismatchError,
+    InstallError,
+    LockError,
+    NarError,
+    UsageError,
+    WheelhouseError,
+)
 from wheelhouse.fetch import fetch
 from wheelhouse.install import install_env
 from wheelhouse.lock import Options, build_lock, write_lock
@@ -107,6 +119,46 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile", action="store_true", help="do not write .pyc files")
     p.add_argument("--jobs", "-j", type=int, default=None)
     p.add_argument("--replace", action="store_true", help="replace an existing prefix")
+    p.add_argument(
+        "--built",
+        type=Path,
+        metavar="DIR",
+        help="wheels built by `wheelhouse build-sdists`: installed in place of the locked sdists",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="do not install PKG (it comes from elsewhere, see --extra-site-packages)",
+    )
+    p.add_argument(
+        "--extra-site-packages",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="a site-packages dir, or a prefix holding lib/pythonX.Y/site-packages, to put on "
+        "the env's sys.path (one .pth file)",
+    )
+
+    p = sub.add_parser(
+        "build-sdists", help="build a target's sdists into wheels, offline, from the wheelhouse"
+    )
+    p.add_argument("lock", type=Path)
+    p.add_argument("--wheelhouse", "-w", type=Path, required=True)
+    p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheels")
+    _add_target_option(p)
+    p.add_argument("--python", help="interpreter to build for (default: this one)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds")
+    p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="do not build PKG's sdist (unless another build needs it)",
+    )
 
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
     p.add_argument("path", type=Path)
@@ -164,11 +216,22 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     artifacts = lockfile.artifacts_for(lock, target)
-    fetch(artifacts, args.dest, _downloader(args, lock.directory))
+    expected: bytes | None = None
     if target is not None and target.nar_hash and not args.no_verify_nar:
-        expected = nar.parse_hash(target.nar_hash)
+        try:
+            expected = nar.parse_hash(target.nar_hash)
+        except NarError as exc:
+            raise LockError(
+                f"{args.lock}: wheelhouse-nar-hash of target {target.name}: {exc}; regenerate "
+                "the lock with `wheelhouse lock`"
+            ) from None
+    created = not os.path.lexists(args.dest)
+    fetch(artifacts, args.dest, _downloader(args, lock.directory))
+    if target is not None and expected is not None:
         actual = nar.nar_sha256(args.dest)
         if actual != expected:
+            if created:  # a wheelhouse that is not the locked one is not left behind
+                shutil.rmtree(args.dest, ignore_errors=True)
             raise HashMismatchError(
                 f"{args.lock}: wheelhouse-nar-hash of target {target.name} is stale "
                 f"(lock says {target.nar_hash}, the fetched directory {args.dest} hashes to "
@@ -199,15 +262,19 @@ def _cmd_install(args: argparse.Namespace) -> int:
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     runtime = [a for a in lockfile.artifacts_for(lock, target) if not a.build_only]
-    wheels = [(a, args.wheelhouse / a.filename) for a in runtime]
+    runtime = _exclude(runtime, args.exclude, args.lock)
+    extra_sites = [_site_candidates(p) for p in args.extra_site_packages]
+    wheels = [(a, args.wheelhouse / a.filename) for a in runtime if a.kind == "wheel"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda pair: _verify(*pair), wheels))
-    sdists = [a.filename for a in runtime if a.kind == "sdist"]
-    if sdists:
+    sdists = [a for a in runtime if a.kind == "sdist"]
+    if sdists and args.built is None:
         raise InstallError(
-            f"{', '.join(sdists)}: only an sdist is locked; build it into a wheel first "
-            "(`wheelhouse build-sdists`) or lock a wheel"
+            f"{', '.join(a.filename for a in sdists)}: only an sdist is locked; build it into a "
+            "wheel first (`wheelhouse build-sdists`, then `install --built DIR`) or lock a wheel"
         )
+    if sdists:
+        wheels += wheels_for_sdists(sdists, args.built)
     report = install_env(
         wheels,
         args.prefix,
@@ -216,8 +283,83 @@ def _cmd_install(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         replace=args.replace,
     )
+    if extra_sites:
+        _write_extra_site_packages(args.prefix, extra_sites)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _exclude(runtime: list[Artifact], names: Sequence[str], lock: Path) -> list[Artifact]:
+    excluded = {canonicalize_name(n) for n in names}
+    unknown = sorted(excluded - {canonicalize_name(a.package) for a in runtime})
+    if unknown:
+        raise UsageError(
+            f"--exclude {', '.join(unknown)}: {lock} installs no such package; check the name"
+        )
+    return [a for a in runtime if canonicalize_name(a.package) not in excluded]
+
+
+def _site_candidates(path: Path) -> list[Path]:
+    """The site-packages dirs ``path`` may mean: itself, or its lib/python*/site-packages (the
+    one for the env's Python is picked after the install, when its version is known)."""
+    if path.name == "site-packages" and path.is_dir():
+        return [path.absolute()]
+    found = sorted(p.absolute() for p in path.glob("lib/python*/site-packages") if p.is_dir())
+    if not found:
+        raise UsageError(
+            f"--extra-site-packages {path}: neither a site-packages directory nor a prefix with "
+            "lib/pythonX.Y/site-packages; pass a Python package built for this interpreter"
+        )
+    return found
+
+
+EXTRA_SITE_PTH = "wheelhouse-extra-site-packages.pth"
+
+
+def _write_extra_site_packages(prefix: Path, candidates: list[list[Path]]) -> None:
+    """One ``.pth`` file in the env's site-packages that lists the extra dirs, so they join
+    ``sys.path`` in one step (after the env's own packages)."""
+    (site,) = sorted(prefix.glob("lib/python*/site-packages"))
+    version_dir = site.parent.name
+    lines = []
+    for options in candidates:
+        if len(options) == 1 and not options[0].parent.name.startswith("python"):
+            lines.append(str(options[0]))  # a site-packages dir given as such
+            continue
+        chosen = [c for c in options if c.parent.name == version_dir]
+        if not chosen:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise UsageError(
+                f"--extra-site-packages: none of {', '.join(map(str, options))} is for "
+                f"{version_dir}, the env's Python; pass a package built for it"
+            )
+        lines.append(str(chosen[0]))
+    tmp = site / f".{EXTRA_SITE_PTH}.tmp"
+    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, site / EXTRA_SITE_PTH)
+
+
+def _cmd_build_sdists(args: argparse.Namespace) -> int:
+    lock = lockfile.load(args.lock)
+    target = lockfile.choose_target(lock, args.target)
+    if target is None:
+        raise UsageError(
+            f"{args.lock} has no [tool.wheelhouse] targets, so it records no build environments; "
+            "create it with `wheelhouse lock`"
+        )
+    overrides = load_overrides(args.overrides) if args.overrides else Overrides()
+    built = build_sdists(
+        lock,
+        target,
+        args.wheelhouse,
+        args.output,
+        python=args.python,
+        jobs=args.jobs,
+        overrides=overrides,
+        exclude=args.exclude,
+    )
+    print(f"built {len(built)} wheels into {args.output}", file=sys.stderr)
     return 0
 
 
@@ -233,6 +375,7 @@ COMMANDS = {
     "lock": _cmd_lock,
     "fetch": _cmd_fetch,
     "install": _cmd_install,
+    "build-sdists": _cmd_build_sdists,
     "nar-hash": _cmd_nar_hash,
 }
 

@@ -17,7 +17,8 @@ Design rules:
   with a ``Range`` request when the server advertises ``Accept-Ranges: bytes``. Other 4xx fail at
   once. Wrong bytes are downloaded once more (a cut the server did not announce looks the same),
   then reported as ``HashMismatchError``.
-* TLS always verifies, with ``ssl.create_default_context()`` (so ``SSL_CERT_FILE`` works).
+* TLS always verifies, with ``ssl.create_default_context()`` (so ``SSL_CERT_FILE`` works, and
+  ``NIX_SSL_CERT_FILE`` when ``SSL_CERT_FILE`` is not set).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from wheelhouse import __version__
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
 from wheelhouse.model import Artifact
 
-__all__ = ["Downloader", "check_filename", "default_cache_dir", "redact"]
+__all__ = ["Downloader", "check_filename", "default_cache_dir", "env_credentials", "redact"]
 
 USER_AGENT = f"wheelhouse/{__version__}"
 CHUNK_SIZE = 256 * 1024
@@ -207,6 +208,37 @@ def _parse_auth_env(value: str) -> dict[str, _Credentials]:
     return entries
 
 
+def env_credentials(url: str) -> tuple[str, str] | None:
+    """``(user, password)`` that ``WHEELHOUSE_AUTH`` gives for ``url``'s host[:port], if any.
+
+    For handing credentials to pip (through its environment, never its command line)."""
+    entries = _parse_auth_env(os.environ.get("WHEELHOUSE_AUTH", ""))
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    found = entries.get(f"{host}:{port}") if port is not None else None
+    found = found or entries.get(host)
+    return (found.user, found.password) if found is not None else None
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """A verifying context: the system's CAs, or ``SSL_CERT_FILE``, or else (the variable Nix
+    and nixpkgs' cacert set) ``NIX_SSL_CERT_FILE``. There is no way to turn verification off."""
+    nix_bundle = os.environ.get("NIX_SSL_CERT_FILE")
+    if os.environ.get("SSL_CERT_FILE") or not nix_bundle:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=nix_bundle)
+    except (OSError, ssl.SSLError) as error:
+        raise FetchError(
+            f"cannot load the CA bundle NIX_SSL_CERT_FILE={nix_bundle}: {_describe(error)}; "
+            "point it (or SSL_CERT_FILE) at a PEM bundle of CA certificates"
+        ) from None
+
+
 def _netrc_path() -> Path:
     explicit = os.environ.get("NETRC")
     if explicit:
@@ -222,6 +254,8 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
 
     urllib drops unredirected headers on every redirect, which is right for another host but
     breaks indexes that redirect within themselves (``/simple/Foo`` -> ``/simple/foo/``).
+    Nothing is sent after a redirect to another origin (scheme, host or port), not even
+    credentials configured for the new one: a redirect must not choose where secrets go.
     """
 
     def redirect_request(
@@ -499,11 +533,12 @@ class Downloader:
         self._lock = threading.Lock()
 
         self._env_auth = _parse_auth_env(os.environ.get("WHEELHOUSE_AUTH", ""))
+        self._url_auth: dict[tuple[str, str, int | None], _Credentials] = {}
         self._netrc_loaded = False
         self._netrc: netrc.netrc | None = None
         self._netrc_file = _netrc_path()
 
-        self._ssl_context = ssl.create_default_context()
+        self._ssl_context = _ssl_context()
         self._opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=self._ssl_context), _RedirectHandler()
         )
@@ -580,16 +615,28 @@ class Downloader:
                     except OSError as error:
                         raise FetchError(
                             f"cannot read netrc file {path}: {_describe(error)}; fix its "
-                            "permissions or point NETRC at another file"
+                            "permissions (a Nix build reads it as a build user: e.g. `chgrp "
+                            "nixbld FILE; chmod 640 FILE`) or point NETRC at another file"
                         ) from None
                 self._netrc_loaded = True
             return self._netrc
+
+    def remember_credentials(self, url: str) -> None:
+        """Use the ``user:password@`` of ``url`` (an index URL given on the command line) for
+        every later request to the same origin (scheme, host, port), e.g. the files an index page
+        links to, whose URLs carry no credentials. Kept in memory only."""
+        _bare, creds = _split_credentials(url)
+        if creds is not None:
+            self._url_auth[_origin(url)] = creds
 
     def _credentials_for(self, url: str) -> _Credentials | None:
         parts = urllib.parse.urlsplit(url)
         host = (parts.hostname or "").lower()
         if not host:
             return None
+        remembered = self._url_auth.get(_origin(url))
+        if remembered is not None:
+            return remembered
         try:
             port = parts.port
         except ValueError:
@@ -759,7 +806,17 @@ class Downloader:
     ) -> FetchError:
         status = f"HTTP {error.code} {error.reason}".rstrip()
         head = f"{what}: {shown} answered {status}"
+        failed = error.url if isinstance(error.url, str) and error.url else shown
         page = what == _PAGE
+        if _origin(failed) != _origin(shown):  # a redirect to another origin failed
+            head = f"{what}: {shown} redirected to {redact(failed)}, which answered {status}"
+            if error.code in (401, 403):
+                host = urllib.parse.urlsplit(failed).hostname or "?"
+                return FetchError(
+                    f"{head}; credentials are never sent across a redirect to another host "
+                    f"({host}): use an index URL on the host that serves the files, or make "
+                    "them readable there without credentials"
+                )
         if error.code in (401, 403):
             return FetchError(f"{head}; {self._auth_hint(shown, creds)}")
         if error.code in (404, 410):
@@ -878,7 +935,11 @@ class Downloader:
             return path
         except OSError as error:
             where = f" ({error.filename})" if error.filename else ""
-            raise FetchError(f"{name}: {_describe(error)}{where}") from error
+            raise FetchError(
+                f"{name}: {_describe(error)}{where}; check that the cache directory "
+                f"{self._cache_root or '(a private temp dir)'} is writable and has room, or "
+                "choose another one (--cache-dir, or WHEELHOUSE_CACHE_DIR)"
+            ) from error
 
     def _source(self, artifact: Artifact) -> str | Path:
         """Where to take the bytes from: a local path (preferred when present) or a URL."""
@@ -920,9 +981,9 @@ class Downloader:
             )
             tmp = Path(tmp_name)
             try:
-                with os.fdopen(fd, "w+b") as file:
-                    sink = _Sink(file, progress)
-                    try:
+                try:
+                    with os.fdopen(fd, "w+b") as file:
+                        sink = _Sink(file, progress)
                         if isinstance(source, Path):
                             self._copy_local(artifact, source, sink, cancel)
                         else:
@@ -936,12 +997,15 @@ class Downloader:
                             )
                         file.flush()
                         os.fsync(file.fileno())
-                    except _WriteError as error:
-                        raise FetchError(
-                            f"{name}: cannot write to the cache ({tmp}): "
-                            f"{_describe(error.error)}; free some space or choose another cache "
-                            "directory"
-                        ) from None
+                except (_WriteError, OSError) as error:
+                    # Also what the buffered file's flush or close raises (e.g. ENOSPC): the
+                    # network's OSErrors are handled (retried) inside _transfer.
+                    cause = error.error if isinstance(error, _WriteError) else error
+                    raise FetchError(
+                        f"{name}: cannot write to the cache ({tmp}): {_describe(cause)}; free "
+                        "some space or choose another cache directory (--cache-dir, or "
+                        "WHEELHOUSE_CACHE_DIR)"
+                    ) from None
                 actual = (sink.hasher.hexdigest(), sink.size)
                 if actual[0] == sha256 and artifact.size in (None, actual[1]):
                     os.chmod(tmp, 0o644)

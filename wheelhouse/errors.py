@@ -76,6 +76,17 @@ class ConflictError(InstallError):
     """Two wheels write different content to the same path."""
 
 
+# --- build stage -------------------------------------------------------------------------------
+
+
+class BuildError(WheelhouseError):
+    """An sdist cannot be turned into a wheel: invalid sdist, backend failure, wrong result.
+
+    The message names the package and, for a backend failure, ends with the last lines the
+    backend printed, since that is where the cause (a missing compiler, header, ...) shows.
+    """
+
+
 # --- nar ---------------------------------------------------------------------------------------
 
 

@@ -3,6 +3,10 @@
 The lock also records, per target, the NAR hash of the wheelhouse directory that ``fetch`` will
 produce, so the Nix fixed-output derivation builds on the first try. Computing it needs the bytes
 of every chosen file, so locking downloads them (into the cache that ``fetch`` reuses).
+
+Each chosen sdist also gets its build environment locked (``_BuildLocker``): the backend's
+requirements, resolved by pip and chosen like runtime files, recorded as build-only packages that
+enter the wheelhouse but never the env, so ``build-sdists`` can later build offline.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from wheelhouse import __version__, index, lockfile, nar
+from wheelhouse import __version__, build, index, lockfile, nar, sdist
 from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError
 from wheelhouse.model import Artifact
@@ -79,6 +83,122 @@ def _complete(cand: Candidate, row: Resolved, downloader: Downloader, lock_dir: 
     )
 
 
+BUILD_GROUP = "wheelhouse-build"
+"""The PEP 751 dependency group of build-only packages (never installed by default)."""
+BUILD_MARKER = f"'{BUILD_GROUP}' in dependency_groups"
+
+
+def _download(
+    arts: Sequence[Artifact],
+    downloader: Downloader,
+    completed: dict[str, Artifact],
+    downloaded: dict[str, Path],
+) -> None:
+    """Fetch ``arts`` into the cache, recording their real sizes in ``completed``."""
+    todo = [a for a in arts if a.filename not in downloaded]
+    if not todo:
+        return
+    got = downloader.get_many(todo)
+    for art in todo:
+        size = got[art.filename].stat().st_size
+        if art.size is not None and art.size != size:
+            raise ResolutionError(f"{art.filename}: index says {art.size} bytes, file has {size}")
+        completed[art.filename] = replace(completed[art.filename], size=size)
+        downloaded[art.filename] = got[art.filename]
+
+
+class _BuildLocker:
+    """Locks the build environment of each sdist: its ``[build-system] requires`` plus what its
+    backend's ``get_requires_for_build_wheel`` adds, resolved by pip for the target and chosen
+    like runtime files (none-any first). A build dependency that is itself an sdist gets its own
+    environment (recursively); a cycle is an error, since nothing could build first."""
+
+    def __init__(
+        self,
+        inputs: Inputs,
+        options: Options,
+        downloader: Downloader,
+        lock_dir: Path,
+        listings: dict[str, list[Candidate]],
+        completed: dict[str, Artifact],
+        downloaded: dict[str, Path],
+    ) -> None:
+        self.inputs = inputs
+        self.options = options
+        self.downloader = downloader
+        self.lock_dir = lock_dir
+        self.listings = listings
+        self.completed = completed
+        self.downloaded = downloaded
+        self.requirements: dict[str, list[str]] = {}
+
+    def envs(self, target: Target, sdists: Sequence[Artifact]) -> dict[str, list[str]]:
+        """Sdist file name -> file names of its build environment, for every sdist reached."""
+        envs: dict[str, list[str]] = {}
+        for art in sorted(sdists):
+            self._env(target, art, envs, ())
+        return envs
+
+    def _requires(self, art: Artifact) -> list[str]:
+        if art.filename not in self.requirements:
+            path = self.downloaded[art.filename]
+            system = sdist.read_build_system(path)
+            dynamic = build.query_build_requires(path, system, self.inputs)
+            self.requirements[art.filename] = sorted({*system.requires, *dynamic})
+        return self.requirements[art.filename]
+
+    def _env(
+        self, target: Target, art: Artifact, envs: dict[str, list[str]], stack: tuple[str, ...]
+    ) -> None:
+        if art.filename in envs:
+            return
+        if art.filename in stack:
+            cycle = " needs ".join([*stack[stack.index(art.filename) :], art.filename])
+            raise ResolutionError(
+                f"sdists need each other to build: {cycle}; lock a wheel for one of them "
+                "(drop it from --no-binary)"
+            )
+        reqs = self._requires(art)
+        picks: list[Artifact] = []
+        if reqs:
+            inputs = Inputs(
+                requirements=tuple(reqs),
+                index_url=self.inputs.index_url,
+                extra_index_urls=self.inputs.extra_index_urls,
+                find_links=self.inputs.find_links,
+            )
+            try:
+                rows = resolve(inputs, target)
+            except ResolutionError as exc:
+                raise ResolutionError(
+                    f"{art.filename}: its build requirements ({', '.join(reqs)}): {exc}"
+                ) from None
+            picks = [self._pick(row, target) for row in rows]
+            _download(picks, self.downloader, self.completed, self.downloaded)
+            picks = [self.completed[a.filename] for a in picks]
+        for dep in picks:
+            if dep.kind == "sdist":
+                self._env(target, dep, envs, (*stack, art.filename))
+        envs[art.filename] = sorted(a.filename for a in picks)
+
+    def _pick(self, row: Resolved, target: Target) -> Artifact:
+        if row.name not in self.listings:
+            self.listings[row.name] = index.list_files(
+                row.name, self.downloader, self.inputs.indexes, self.inputs.find_links
+            )
+        cand = select(
+            row.name,
+            row.version,
+            _with_resolved_file(self.listings[row.name], row),
+            target,
+            prefer_binary=self.options.prefer_binary,
+            no_binary=self.options.no_binary,
+        )
+        if cand.filename not in self.completed:
+            self.completed[cand.filename] = _complete(cand, row, self.downloader, self.lock_dir)
+        return self.completed[cand.filename]
+
+
 def build_lock(
     inputs: Inputs,
     targets: Sequence[Target],
@@ -87,6 +207,9 @@ def build_lock(
     options: Options = Options(),
 ) -> dict[str, Any]:
     """Resolve, choose, download and hash; return the lock as a dict ready for ``render``."""
+    for url in (*inputs.indexes, *inputs.find_links):
+        # `--index-url https://user:pw@host/simple`: the files it links to need them too.
+        downloader.remember_credentials(url)
     resolved = {t.name: resolve(inputs, t) for t in targets}
     versions = {(r.name, r.version): r for rows in resolved.values() for r in rows}
     names = sorted({name for name, _ in versions})
@@ -122,31 +245,42 @@ def build_lock(
                 completed[cand.filename] = _complete(cand, row, downloader, lock_dir)
             picks.append(completed[cand.filename])
         chosen[target.name] = picks
-    downloaded = downloader.get_many(list(completed.values()))
-    for filename, art in list(completed.items()):
-        size = downloaded[filename].stat().st_size
-        if art.size is not None and art.size != size:
-            raise ResolutionError(f"{filename}: index says {art.size} bytes, file has {size}")
-        completed[filename] = replace(art, size=size)
+    downloaded: dict[str, Path] = {}
+    _download(list(completed.values()), downloader, completed, downloaded)
+    builds = _BuildLocker(inputs, options, downloader, lock_dir, listings, completed, downloaded)
 
     tool_targets = []
+    build_only: dict[str, list[Artifact]] = {}
     for target in targets:
-        files = {a.filename: downloaded[a.filename] for a in chosen[target.name]}
-        tool_targets.append(
-            {
-                "name": target.name,
-                "python-version": target.version_string,
-                "marker": target.marker,
-                "artifacts": sorted(files),
-                "wheelhouse-nar-hash": nar.sri(nar.flat_directory_sha256(files)),
-            }
-        )
+        runtime = {a.filename for a in chosen[target.name]}
+        envs = builds.envs(target, [a for a in chosen[target.name] if a.kind == "sdist"])
+        extra = sorted({f for files in envs.values() for f in files} - runtime)
+        build_only[target.name] = [completed[f] for f in extra]
+        files = {f: downloaded[f] for f in sorted(runtime | set(extra))}
+        entry: dict[str, Any] = {
+            "name": target.name,
+            "python-version": target.version_string,
+            "marker": target.marker,
+            "artifacts": sorted(runtime),
+        }
+        if extra:
+            entry["build-artifacts"] = extra
+        if envs:
+            entry["sdist-builds"] = {k: envs[k] for k in sorted(envs)}
+        entry["wheelhouse-nar-hash"] = nar.sri(nar.flat_directory_sha256(files))
+        tool_targets.append(entry)
+    groups: dict[str, Any] = {}
+    if any(build_only.values()):
+        # Build-only packages carry a marker true only for this group, and no group is installed
+        # by default: a standard PEP 751 installer never puts them into an environment.
+        groups = {"dependency-groups": [BUILD_GROUP], "default-groups": []}
     return {
         "lock-version": "1.0",
         "environments": [t.marker for t in targets],
         "requires-python": ">=" + min(t.version_string for t in targets),
+        **groups,
         "created-by": "wheelhouse",
-        "packages": _packages(targets, chosen, completed),
+        "packages": _packages(targets, chosen, completed, build_only),
         "tool": {
             "wheelhouse": {
                 "lock-format": lockfile.TOOL_FORMAT,
@@ -158,22 +292,29 @@ def build_lock(
 
 
 def _packages(
-    targets: Sequence[Target], chosen: dict[str, list[Artifact]], completed: dict[str, Artifact]
+    targets: Sequence[Target],
+    chosen: dict[str, list[Artifact]],
+    completed: dict[str, Artifact],
+    build_only: dict[str, list[Artifact]],
 ) -> list[dict[str, Any]]:
     users: dict[tuple[str, str], list[Target]] = {}
+    builders: dict[tuple[str, str], list[Target]] = {}
     files: dict[tuple[str, str], set[str]] = {}
     for target in targets:
         for art in chosen[target.name]:
             key = (art.package, art.version)
             users.setdefault(key, []).append(target)
             files.setdefault(key, set()).add(art.filename)
+        for art in build_only[target.name]:
+            key = (art.package, art.version)
+            if target not in users.get(key, []):
+                builders.setdefault(key, []).append(target)
+            files.setdefault(key, set()).add(art.filename)
     entries = []
-    for key in sorted(users):
+    for key in sorted(files):
         arts = [completed[f] for f in sorted(files[key])]
         sdists = [a for a in arts if a.kind == "sdist"]
-        marker = None
-        if len(users[key]) != len(targets):
-            marker = " or ".join(f"({t.marker})" for t in users[key])
+        marker = _marker(targets, users.get(key, []), builders.get(key, []))
         entries.append(
             lockfile.package_entry(
                 key[0],
@@ -184,6 +325,20 @@ def _packages(
             )
         )
     return entries
+
+
+def _marker(targets: Sequence[Target], users: list[Target], builders: list[Target]) -> str | None:
+    """When a package entry applies: on the targets using it at runtime (no marker: all of
+    them), or, for the ``wheelhouse-build`` group only, on the targets building with it."""
+    if len(users) == len(targets):
+        return None
+    runtime = " or ".join(f"({t.marker})" for t in users)
+    if not builders:
+        return runtime
+    build = BUILD_MARKER
+    if len(builders) != len(targets):
+        build += " and (" + " or ".join(f"({t.marker})" for t in builders) + ")"
+    return f"({runtime}) or ({build})" if runtime else build
 
 
 def write_lock(data: dict[str, Any], output: Path) -> bytes:

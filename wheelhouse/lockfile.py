@@ -4,7 +4,10 @@ Reading validates twice: first the standard (``packaging.pylock``), then what wh
 build safely (a sha256 for every file, no credentials in URLs, no ``path`` escaping the lock's
 directory, one artifact per package and target). ``[tool.wheelhouse]`` is a cache of decisions the
 standard data already implies (the chosen file per target, the wheelhouse NAR hash); dropping it
-leaves a lock any PEP 751 installer reads the same way.
+leaves a lock any PEP 751 installer reads the same way. Packages needed only to build sdists are
+``[[packages]]`` in the ``wheelhouse-build`` dependency group (not installed by default); each
+target lists them in ``build-artifacts`` and maps every sdist to its build environment in
+``sdist-builds``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +51,10 @@ class LockTarget:
     artifacts: tuple[str, ...]
     nar_hash: str | None = None
     build_artifacts: tuple[str, ...] = ()
+    """Files only needed to build sdists: they enter the wheelhouse, never the env."""
+    sdist_builds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """``sdist-builds``: each sdist's file name -> the files of its build environment (wheels,
+    or sdists that must be built first)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,11 @@ def _check_url(path: Path, where: str, url: str) -> None:
 
 def _check_path(path: Path, where: str, value: str) -> None:
     if ".." in PurePosixPath(value.replace("\\", "/")).parts:
-        raise _fail(path, f"{where}: path {value!r} escapes the lock's directory (contains '..')")
+        raise _fail(
+            path,
+            f"{where}: path {value!r} escapes the lock's directory (contains '..'); keep local "
+            "files below the lock's directory, or give an absolute path or a URL",
+        )
 
 
 def _artifact(
@@ -130,6 +141,10 @@ def _tool_targets(path: Path, tool: Any) -> tuple[LockTarget, ...]:
                 artifacts=tuple(str(a) for a in t["artifacts"]),
                 nar_hash=t.get("wheelhouse-nar-hash"),
                 build_artifacts=tuple(str(a) for a in t.get("build-artifacts", ())),
+                sdist_builds={
+                    str(sdist): tuple(str(f) for f in files)
+                    for sdist, files in t.get("sdist-builds", {}).items()
+                },
             )
             for t in tool.get("targets", [])
         )
@@ -157,17 +172,23 @@ def load(path: Path) -> Lock:
     except FileNotFoundError:
         raise _fail(path, "no such lock file; create it with `wheelhouse lock`") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise _fail(path, f"not valid TOML: {exc}") from None
+        raise _fail(
+            path, f"not valid TOML: {exc}; fix it or regenerate it with `wheelhouse lock`"
+        ) from None
     try:
         pylock = Pylock.from_dict(data)
     except PylockUnsupportedVersionError as exc:
         raise _fail(
             path,
             f"lock-version {data.get('lock-version')!r} is not supported ({exc}); "
-            "wheelhouse reads lock-version 1.x",
+            "wheelhouse reads lock-version 1.x: regenerate the lock with `wheelhouse lock`",
         ) from None
     except PylockValidationError as exc:
-        raise _fail(path, f"not a valid PEP 751 lock: {exc}{_package_hint(data, exc)}") from None
+        raise _fail(
+            path,
+            f"not a valid PEP 751 lock: {exc}{_package_hint(data, exc)}; fix that entry or "
+            "regenerate the lock with `wheelhouse lock`",
+        ) from None
     by_filename: dict[str, Artifact] = {}
     for pkg in pylock.packages:
         version = str(pkg.version) if pkg.version else ""
@@ -240,10 +261,45 @@ def artifacts_for(lock: Lock, target: LockTarget | None) -> list[Artifact]:
                 raise _fail(
                     lock.path,
                     f"target {target.name} selects two files for {art.package}: "
-                    f"{other} and {filename}",
+                    f"{other} and {filename}; the lock was edited by hand: regenerate it with "
+                    "`wheelhouse lock`",
                 )
         chosen.append(Artifact(**{**art.__dict__, "build_only": True}) if build_only else art)
     return chosen
+
+
+def build_envs(lock: Lock, target: LockTarget) -> dict[str, list[Artifact]]:
+    """Each sdist of ``target`` (runtime or build-only) -> the artifacts of its build environment.
+
+    Every sdist must have an ``sdist-builds`` entry and every file it names must be in the
+    target's wheelhouse: a build may only use what the fixed-output wheelhouse holds.
+    """
+    in_wheelhouse = {a.filename: a for a in artifacts_for(lock, target)}
+    envs: dict[str, list[Artifact]] = {}
+    for filename, art in in_wheelhouse.items():
+        if art.kind != "sdist":
+            continue
+        files = target.sdist_builds.get(filename)
+        if files is None:
+            raise _fail(
+                lock.path,
+                f"target {target.name} has no build environment for {filename} "
+                f"({art.package} {art.version}) in sdist-builds; regenerate the lock with "
+                "`wheelhouse lock` (this wheelhouse records sdists' build requirements)",
+            )
+        env = []
+        for name in files:
+            dep = in_wheelhouse.get(name)
+            if dep is None:
+                raise _fail(
+                    lock.path,
+                    f"target {target.name}: the build environment of {filename} names {name}, "
+                    "which is not in the target's artifacts or build-artifacts; regenerate the "
+                    "lock with `wheelhouse lock`",
+                )
+            env.append(dep)
+        envs[filename] = env
+    return envs
 
 
 def _select_standard(lock: Lock) -> list[Artifact]:
@@ -269,7 +325,10 @@ def _select_standard(lock: Lock) -> list[Artifact]:
                 )
             chosen[pkg.name] = art
     except PylockSelectError as exc:
-        raise SelectionError(f"{lock.path}: {exc}") from None
+        raise SelectionError(
+            f"{lock.path}: {exc}; the lock does not fit this interpreter: fix the entries' "
+            "markers, or re-lock for this Python"
+        ) from None
     except PylockValidationError as exc:
         raise _fail(lock.path, str(exc)) from None
     return list(chosen.values())

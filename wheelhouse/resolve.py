@@ -7,18 +7,23 @@ project's ``pyproject.toml``) into pip's command line and pip's JSON report into
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from wheelhouse.errors import ResolutionError, UsageError
+from wheelhouse.download import Downloader, env_credentials
+from wheelhouse.errors import FetchError, NotFoundError, ResolutionError, UsageError
 from wheelhouse.targets import Target
 
 
@@ -108,15 +113,15 @@ def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
         "--ignore-installed",
         "--disable-pip-version-check",
         "--quiet",
+        "--no-input",
         "--report",
         str(report),
-        "--index-url",
-        inputs.index_url,
     ]
-    for url in inputs.extra_index_urls:
-        cmd += ["--extra-index-url", url]
+    # The indexes and remote find-links go to pip through its environment (pip_environment), not
+    # its argv: they may carry credentials, and any local user can read a command line.
     for link in inputs.find_links:
-        cmd += ["--find-links", link]
+        if not _is_remote(link):
+            cmd += ["--find-links", link]
     if not target.is_running:
         # pip only resolves for another interpreter from wheels (it cannot run their builds).
         cmd += [
@@ -136,10 +141,98 @@ def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
     return cmd
 
 
+def _with_env_credentials(url: str) -> tuple[str, str | None]:
+    """``url`` with WHEELHOUSE_AUTH's credentials for its host inserted (unless it has some)."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return url, parts.password or parts.username
+    found = env_credentials(url)
+    if found is None:
+        return url, None
+    user, password = found
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc}"
+    return urlunsplit(parts._replace(netloc=netloc)), password or user
+
+
+def pip_environment(
+    inputs: Inputs, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """The environment for pip: ``environ`` plus the indexes as ``PIP_INDEX_URL`` and
+    ``PIP_EXTRA_INDEX_URL`` and remote find-links in ``PIP_FIND_LINKS``, with credentials from
+    ``WHEELHOUSE_AUTH`` (pip reads netrc itself).
+
+    Also returns the secrets it handed over, so they can be scrubbed from pip's messages.
+    """
+    env = dict(os.environ if environ is None else environ)
+    secrets: list[str] = []
+    urls = []
+    for url in inputs.indexes:
+        full, secret = _with_env_credentials(url)
+        urls.append(full)
+        if secret:
+            secrets += [secret, quote(secret, safe=""), unquote(secret)]
+    links = []
+    for link in inputs.find_links:
+        if _is_remote(link):
+            full, secret = _with_env_credentials(link)
+            links.append(full)
+            if secret:
+                secrets += [secret, quote(secret, safe=""), unquote(secret)]
+    env["PIP_INDEX_URL"] = urls[0]
+    if urls[1:]:
+        env["PIP_EXTRA_INDEX_URL"] = " ".join(urls[1:])
+    else:
+        env.pop("PIP_EXTRA_INDEX_URL", None)
+    if links:  # pip adds these to the --find-links of its argv
+        env["PIP_FIND_LINKS"] = " ".join([*env.get("PIP_FIND_LINKS", "").split(), *links])
+    env.pop("PIP_NO_INDEX", None)
+    return env, sorted(set(secrets), key=len, reverse=True)
+
+
+def _is_remote(link: str) -> bool:
+    return urlsplit(link).scheme.lower() in ("http", "https")
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "****")
+    return text
+
+
+_ACCESS_TROUBLE = re.compile(r"\b(401|403|credentials|certificate|SSL)\b", re.IGNORECASE)
+"""pip reports a rejected login or a TLS failure only as a WARNING, then "no matching version"."""
+
+
 def _pip_error(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-3:]
+    errors = [
+        ln
+        for ln in lines
+        if ln.startswith("ERROR") or (ln.startswith("WARNING") and _ACCESS_TROUBLE.search(ln))
+    ] or lines[-3:]
     return " | ".join(errors)[-800:] or "pip failed without a message"
+
+
+def _index_access_problem(inputs: Inputs) -> str | None:
+    """Why pip found nothing, when an index refuses us: for a rejected netrc login pip says only
+    "no matching distribution". Asks each index for the first named project's page, once."""
+    names = []
+    for text in inputs.requirements:
+        try:
+            names.append(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
+    if not names:
+        return None
+    with Downloader(False, retries=0, timeout=15.0, progress=False) as probe:
+        for url in inputs.indexes:
+            try:
+                probe.read(url.rstrip("/") + f"/{names[0]}/")
+            except NotFoundError:
+                continue
+            except FetchError as exc:
+                return exc.message
+    return None
 
 
 def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
@@ -148,13 +241,26 @@ def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
         raise UsageError("nothing to lock: give requirements, -r FILE or a project directory")
     with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
         report = Path(tmp) / "report.json"
+        env, secrets = pip_environment(inputs)
         proc = subprocess.run(
-            pip_command(inputs, target, report), capture_output=True, text=True, check=False
+            pip_command(inputs, target, report),
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0 or not report.exists():
+            problem = _index_access_problem(inputs)
             raise ResolutionError(
                 f"pip could not resolve the requirements for {target.name}: "
-                f"{_pip_error(proc.stderr)}"
+                f"{_pip_error(_scrub(proc.stderr, secrets))}; "
+                + (
+                    f"probably because {problem}"
+                    if problem
+                    else "check the requirements, the indexes and their credentials, and the "
+                    "target Python (--python)"
+                )
             )
         data = json.loads(report.read_text(encoding="utf-8"))
     rows = []

@@ -62,7 +62,8 @@ def _python_ok(candidate: Candidate, target: Target) -> bool:
         spec = SpecifierSet(candidate.requires_python)
     except InvalidSpecifier:
         return True  # pip ignores unparsable data-requires-python too
-    return spec.contains(target.version_string + ".0", prereleases=True)
+    # The same version pip resolved for: the running interpreter's full version, else X.Y.0.
+    return spec.contains(target.environment()["python_full_version"], prereleases=True)
 
 
 def select(

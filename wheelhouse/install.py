@@ -1,0 +1,627 @@
+"""Install every wheel of a wheelhouse into one fresh virtual environment, fast and atomically.
+
+``install_env`` builds a venv layout (``pyvenv.cfg``, ``bin/python*`` symlinks to the interpreter,
+one site-packages for purelib and platlib, scripts in ``bin``, headers in
+``include/site/pythonX.Y/<name>``, data in the prefix) in a temporary sibling of ``prefix`` and
+renames it into place at the end, so ``prefix`` holds a complete environment or nothing.
+
+The work is done by ``jobs`` worker processes of the *target* interpreter
+(``wheelhouse/_install_worker.py``, standard library only), in two steps:
+
+1. plan: each worker reads its share of the wheels (balanced by size), validates them (zip
+   structure, RECORD coverage and syntax, member paths, schemes, links) and reports every
+   destination path with its RECORD hash. The main process checks names, versions and sha256
+   against the ``Artifact``s, generates entry-point scripts with ``installer``, and detects
+   conflicts between wheels, all before anything is written.
+2. install: the main process hands out wheels most expensive first; a worker installs the wheels
+   it planned and then takes over the cheapest ones left to others, so all cores stay busy to the
+   end. A worker decompresses every member once, checks size, CRC and RECORD hash on the bytes in
+   memory, writes them, and byte-compiles ``.py`` files of site-packages from the same bytes
+   (``UNCHECKED_HASH`` pycs, ``co_filename`` = the final path), so no file is read back.
+
+Workers run with ``PYTHONHASHSEED=0`` and the same imports, and marshal output does not depend on
+which worker compiled what, so the tree is byte-for-byte reproducible for a given prefix.
+Set ``WHEELHOUSE_INSTALL_DEBUG=1`` to get a timeline and per-worker timings on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from packaging.utils import (
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from wheelhouse import errors
+from wheelhouse.errors import ConflictError, InstallError, UnsafePathError
+from wheelhouse.model import Artifact
+
+__all__ = ["InstallReport", "install_env"]
+
+_WORKER = Path(__file__).with_name("_install_worker.py")
+_DEBUG = bool(os.environ.get("WHEELHOUSE_INSTALL_DEBUG"))  # timings on stderr
+
+
+class _Trace:
+    """Timeline on stderr when ``WHEELHOUSE_INSTALL_DEBUG`` is set."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, what: str) -> None:
+        if _DEBUG:
+            elapsed = time.perf_counter() - self.start
+            print(f"wheelhouse.install {elapsed:7.3f} s: {what}", file=sys.stderr)
+
+
+_ERROR_KINDS: dict[str, type[InstallError]] = {
+    "InstallError": InstallError,
+    "UnsafePathError": UnsafePathError,
+    "RecordError": errors.RecordError,
+    "ConflictError": ConflictError,
+}
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    """What ``install_env`` did."""
+
+    prefix: Path
+    wheels: int
+    """Wheels installed."""
+    files: int
+    """Files written from wheels, plus generated scripts, INSTALLER and RECORD files."""
+    bytecode: int
+    """``.pyc`` files written."""
+    scripts: int
+    """Console/GUI scripts generated from entry points."""
+    warnings: tuple[str, ...] = ()
+    """Things that did not stop the install, e.g. ``.py`` files that are not valid Python."""
+
+
+@dataclass
+class _Wheel:
+    index: int
+    artifact: Artifact
+    path: Path
+    size: int
+    summary: dict[str, Any] | None = None
+    scripts: list[list[str]] | None = None
+
+
+_Lines = queue.Queue[tuple[int, "dict[str, Any] | None"]]
+
+
+class _Worker:
+    """One worker process; a thread turns its answers into ``(worker index, message)`` items of
+    the shared queue (``None`` when it exits), so JSON parsing overlaps with waiting."""
+
+    def __init__(self, python: str, env: dict[str, str], index: int, answers: _Lines) -> None:
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-S", "-B", str(_WORKER)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as e:
+            self.stderr.close()
+            raise InstallError(
+                f"cannot run the target interpreter {python!r}: {e}; pass an existing python"
+            ) from None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
+        self.python = python
+        self.index = index
+        self.early: list[dict[str, Any] | None] = []
+        self.reader = threading.Thread(target=self._read, args=(answers,), daemon=True)
+        self.reader.start()
+
+    def _read(self, answers: _Lines) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.stdout:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = {"error": {"kind": "bug", "message": f"bad answer {line!r}"}}
+                answers.put((self.index, message))
+        answers.put((self.index, None))
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            self.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker died; its EOF reports why
+
+    def check(self, message: dict[str, Any] | None) -> dict[str, Any]:
+        """Raise for an error answer or an exit; return other answers."""
+        if message is None:
+            self.proc.wait()
+            self.stderr.seek(0)
+            detail = self.stderr.read().decode("utf-8", "replace").strip()
+            raise InstallError(
+                f"install worker ({self.python}) exited with status {self.proc.returncode} "
+                f"without an answer; is it a working Python >= 3.8?"
+                + (f"\n{detail}" if detail else "")
+            )
+        error = message.get("error")
+        if error is not None:
+            if error["kind"] == "bug":
+                raise RuntimeError(f"install worker failed:\n{error['message']}")
+            raise _ERROR_KINDS[error["kind"]](error["message"])
+        return message
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stdin.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join()
+        with contextlib.suppress(OSError):
+            self.stdout.close()
+        self.stderr.close()
+
+
+def _worker_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"  # reproducible bytecode (set/frozenset constant order)
+    return env
+
+
+def _resolve_python(python: str | None) -> str:
+    if python is None:
+        return sys.executable
+    found = python if os.sep in python else shutil.which(python)
+    if not found or not os.access(found, os.X_OK) or os.path.isdir(found):
+        raise InstallError(
+            f"target interpreter {python!r} does not exist or is not executable; pass the path "
+            f"of the Python the environment is for"
+        )
+    return os.path.abspath(found)
+
+
+def _file_size(artifact: Artifact, path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as e:
+        raise InstallError(
+            f"{artifact.filename}: cannot read the wheel file {path} ({e.strerror}); fetch it again"
+        ) from None
+
+
+def _check_artifacts(
+    wheels: Sequence[tuple[Artifact, Path]], sizes: dict[int, int]
+) -> list[_Wheel]:
+    out: list[_Wheel] = []
+    seen: dict[str, str] = {}
+    for index, (artifact, path) in enumerate(wheels):
+        name = artifact.filename
+        if artifact.kind != "wheel":
+            raise InstallError(
+                f"{name}: is a {artifact.kind}, not a wheel; build it into a wheel before "
+                f"installing"
+            )
+        try:
+            w_name, w_version, _build, _tags = parse_wheel_filename(name)
+        except (InvalidWheelFilename, InvalidVersion) as e:
+            raise InstallError(f"{name}: is not a valid wheel filename ({e})") from None
+        package = canonicalize_name(artifact.package)
+        if w_name != package or not _same_version(str(w_version), artifact.version):
+            raise InstallError(
+                f"{name}: wheel filename names {w_name} {w_version} but the lock entry is "
+                f"{artifact.package} {artifact.version}; the lock and the wheelhouse disagree: "
+                f"re-lock or re-fetch"
+            )
+        if package in seen:
+            raise ConflictError(
+                f"{seen[package]} and {name} are both wheels of {package}; an environment holds "
+                f"one version of a project: drop one of them"
+            )
+        seen[package] = name
+        size = sizes[index]
+        if artifact.size is not None and size != artifact.size:
+            raise InstallError(
+                f"{name}: file {path} is {size} bytes but the lock says {artifact.size}; the "
+                f"wheelhouse is stale or damaged: fetch it again"
+            )
+        out.append(_Wheel(index, artifact, Path(path), size))
+    return out
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+def _balance(items: list[tuple[int, int]], jobs: int) -> list[list[int]]:
+    """Split (key, cost) items into ``jobs`` groups of similar total cost (LPT)."""
+    groups: list[list[int]] = [[] for _ in range(jobs)]
+    loads = [0] * jobs
+    for key, cost in sorted(items, key=lambda kc: (-kc[1], kc[0])):
+        i = loads.index(min(loads))
+        groups[i].append(key)
+        loads[i] += cost
+    return groups
+
+
+def _shebang(interpreter: str) -> str:
+    """The shebang ``installer`` writes for ``interpreter`` (handles long paths and spaces)."""
+    from installer.scripts import Script  # imported late: overlaps with the workers' start
+
+    _, data = Script("x", "m", "f", "console").generate(interpreter, "posix")
+    end = data.find(b"\n# -*- coding: utf-8 -*-")  # the script template follows the shebang
+    return data[:end].decode("utf-8") if end > 0 else f"#!{interpreter}"
+
+
+def _scripts(wheel: _Wheel, interpreter: str) -> list[list[str]]:
+    from installer.scripts import Script
+    from installer.utils import parse_entrypoints
+
+    assert wheel.summary is not None
+    text = wheel.summary["entry_points"]
+    if text is None:
+        return []
+    name = wheel.artifact.filename
+    member = f"{wheel.summary['dist_info']}/entry_points.txt"
+    try:
+        entries = list(parse_entrypoints(text))
+    except Exception as e:
+        raise InstallError(
+            f"{name}: {member} cannot be parsed ({type(e).__name__}: {e}); rebuild the wheel"
+        ) from None
+    out: list[list[str]] = []
+    for script_name, module, attr, section in entries:
+        if (
+            not script_name
+            or "/" in script_name
+            or "\\" in script_name
+            or ".." in script_name
+            or "\x00" in script_name
+            or script_name.startswith(".")
+        ):
+            raise UnsafePathError(
+                f"{name}: {section}_scripts entry point {script_name!r} in {member} is not a "
+                f"safe script name (it would be written outside bin/); refusing to install"
+            )
+        _, data = Script(script_name, module, attr, section).generate(interpreter, "posix")
+        out.append([f"bin/{script_name}", data.decode("utf-8")])
+    return out
+
+
+def _find_conflicts(wheels: list[_Wheel], sp_rel: str, reserved: list[str]) -> dict[int, set[str]]:
+    """Map each wheel index to destinations it must not write (identical copy written by another).
+
+    Raises ConflictError for the same path with different content, or a path that is a file in
+    one wheel and a directory in another.
+    """
+    owner: dict[str, tuple[str, str]] = {}  # dest -> (hash, wheel filename)
+    for dest in reserved:
+        owner[dest] = ("reserved", "the environment layout (wheelhouse)")
+    skips: dict[int, set[str]] = {}
+    for wheel in wheels:
+        assert wheel.summary is not None and wheel.scripts is not None
+        name = wheel.artifact.filename
+        dist_info = f"{sp_rel}/{wheel.summary['dist_info']}/"
+        entries: list[tuple[str, str]] = [(d, h) for d, h in wheel.summary["files"]]
+        entries += [
+            (d, "script:" + hashlib.sha256(t.encode()).hexdigest()) for d, t in wheel.scripts
+        ]
+        entries += [(dist_info + "RECORD", "generated"), (dist_info + "INSTALLER", "generated")]
+        own: set[str] = set()
+        for dest, hash_ in entries:
+            if dest in own:  # members were checked by the worker: a script clashes
+                raise InstallError(
+                    f"{name}: installs {dest} twice (an entry point and a file, or two entry "
+                    f"points); the wheel is malformed: rebuild it"
+                )
+            own.add(dest)
+            prev = owner.get(dest)
+            if prev is None:
+                owner[dest] = (hash_, name)
+            elif prev[0] == hash_ and hash_ not in ("generated", "reserved"):
+                skips.setdefault(wheel.index, set()).add(dest)
+            else:
+                raise ConflictError(
+                    f"{prev[1]} and {name} both install {dest} with different content; they "
+                    f"cannot share one environment: drop or re-pin one of them"
+                )
+    dirs: dict[str, str] = {}
+    for dest, (_hash, name) in owner.items():
+        parent = dest.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs[parent] = name
+            parent = parent.rpartition("/")[0]
+    for dest, (_hash, name) in owner.items():
+        if dest in dirs:
+            raise ConflictError(
+                f"{name} installs a file at {dest} but {dirs[dest]} installs a directory there; "
+                f"they cannot share one environment: drop or re-pin one of them"
+            )
+    return skips
+
+
+def _write_layout(root: Path, facts: dict[str, Any]) -> None:
+    short = facts["short"]
+    executable = facts["executable"]
+    (root / "bin").mkdir()
+    (root / "lib" / f"python{short}" / "site-packages").mkdir(parents=True)
+    (root / "pyvenv.cfg").write_text(
+        f"home = {os.path.dirname(executable)}\n"
+        "include-system-site-packages = false\n"
+        f"version = {facts['version']}\n",
+        encoding="utf-8",
+    )
+    for link in ("python", "python3", f"python{short}"):
+        os.symlink(executable, root / "bin" / link)
+    platlibdir = facts["platlibdir"]
+    if platlibdir != "lib" and "/" not in platlibdir:
+        os.symlink("lib", root / platlibdir)
+
+
+def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str, Any]]:
+    """Wait for the next answer of every worker, which must be ``key``; fails fast on errors."""
+    got: list[dict[str, Any] | None] = [None] * len(workers)
+    for i, worker in enumerate(workers):
+        if worker.early:
+            got[i] = _expect(worker, worker.early.pop(0), key)
+    pending = got.count(None)
+    while pending:
+        i, message = answers.get()
+        if got[i] is not None:
+            if message is not None:
+                workers[i].early.append(message)  # already its next answer
+            continue  # EOF of a worker that has answered: it may exit
+        got[i] = _expect(workers[i], message, key)
+        pending -= 1
+    return [a for a in got if a is not None]
+
+
+def _expect(worker: _Worker, message: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    answer = worker.check(message)
+    if key not in answer:
+        raise RuntimeError(f"install worker sent {answer!r}, expected {key!r}")
+    return answer
+
+
+def install_env(
+    wheels: Sequence[tuple[Artifact, Path]],
+    prefix: Path,
+    *,
+    python: str | None = None,
+    compile_bytecode: bool = True,
+    jobs: int | None = None,
+    replace: bool = False,
+) -> InstallReport:
+    """Install ``wheels`` (artifact, local file) into a new virtual environment at ``prefix``.
+
+    ``python`` is the interpreter the environment is for (default: the running one); bytecode is
+    compiled by that interpreter. ``jobs`` worker processes (default: CPU count) share the work.
+    If ``prefix`` exists, raise ``InstallError`` unless ``replace`` is true, in which case the new
+    environment is swapped in and the old one deleted. On any error nothing is left at ``prefix``
+    (an existing one is kept).
+    """
+    trace = _Trace()
+    prefix = Path(os.path.abspath(prefix))
+    if os.path.lexists(prefix) and not replace:
+        raise InstallError(f"{prefix} already exists; remove it or pass replace=True to replace it")
+    interpreter = _resolve_python(python)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(wheels) or 1))
+    workers: list[_Worker] = []
+    answers: _Lines = queue.Queue()
+    root: Path | None = None
+    try:
+        env = _worker_env()
+        for i in range(jobs):  # start them first: they boot while we check the artifacts
+            workers.append(_Worker(interpreter, env, i, answers))
+        trace("workers started")
+        sizes = [(i, _file_size(artifact, path)) for i, (artifact, path) in enumerate(wheels)]
+        groups = _balance(sizes, jobs)
+        for worker, group in zip(workers, groups, strict=True):
+            todo = [[i, str(wheels[i][1]), wheels[i][0].filename] for i in group]
+            worker.send({"op": "plan", "wheels": todo})
+        trace("plans requested")
+        # while the workers plan: check the artifacts, import installer for the scripts
+        items = _check_artifacts(wheels, dict(sizes))
+        shebang = _shebang(f"{prefix}/bin/python")
+        facts = _collect(workers, answers, "hello")[0]["hello"]
+        for answer in _collect(workers, answers, "plan"):
+            for summary in answer["plan"]:
+                items[summary["index"]].summary = summary
+        trace("plans received")
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.tmp-", dir=prefix.parent))
+        report = _install_planned(
+            items, workers, answers, groups, root, prefix, facts, shebang, compile_bytecode, trace
+        )
+        _move_into_place(root, prefix, replace)
+        trace("moved into place")
+        return report
+    finally:
+        for worker in workers:
+            worker.close()
+        if root is not None and root.exists():
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _install_planned(
+    items: list[_Wheel],
+    workers: list[_Worker],
+    answers: _Lines,
+    groups: list[list[int]],
+    root: Path,
+    prefix: Path,
+    facts: dict[str, Any],
+    shebang: str,
+    compile_bytecode: bool,
+    trace: _Trace,
+) -> InstallReport:
+    short = facts["short"]
+    sp_rel = f"lib/python{short}/site-packages"
+    interpreter = f"{prefix}/bin/python"
+    warnings: list[str] = []
+    for wheel in items:
+        summary = wheel.summary
+        assert summary is not None
+        artifact = wheel.artifact
+        name = artifact.filename
+        if summary["sha256"] != artifact.sha256.lower():
+            raise InstallError(
+                f"{name}: file {wheel.path} has sha256 {summary['sha256']} but the lock says "
+                f"{artifact.sha256}; the wheelhouse is stale or damaged: fetch it again"
+            )
+        meta = f"{summary['dist_info']}/METADATA"
+        if canonicalize_name(summary["name"]) != canonicalize_name(artifact.package):
+            raise InstallError(
+                f"{name}: {meta} says Name {summary['name']!r} but the lock expects package "
+                f"{artifact.package!r}; the wheel does not belong to this lock entry: re-lock "
+                f"or re-fetch"
+            )
+        if not _same_version(summary["version"], artifact.version):
+            raise InstallError(
+                f"{name}: {meta} says Version {summary['version']!r} but the lock expects "
+                f"{artifact.version!r}; the wheel does not belong to this lock entry: re-lock "
+                f"or re-fetch"
+            )
+        wheel.scripts = _scripts(wheel, interpreter)
+        warnings.extend(summary["warnings"])
+    reserved = ["pyvenv.cfg", "bin/python", "bin/python3", f"bin/python{short}"]
+    if facts["platlibdir"] != "lib":
+        reserved.append(facts["platlibdir"])
+    skips = _find_conflicts(items, sp_rel, reserved)
+    _write_layout(root, facts)
+    setup = {
+        "op": "install",
+        "root": str(root),
+        "prefix": str(prefix),
+        "shebang": shebang,
+        "compile": compile_bytecode,
+    }
+    for worker in workers:
+        worker.send(setup)
+    trace("checked, installing")
+    _schedule(items, workers, answers, groups, skips)
+    trace("all wheels installed")
+    for worker in workers:
+        worker.send({"op": "finish"})
+    files = pycs = 0
+    for answer in _collect(workers, answers, "done"):
+        done = answer["done"]
+        if _DEBUG:
+            print(f"wheelhouse.install worker: {done['seconds']}", file=sys.stderr)
+        files += done["files"]
+        pycs += done["pycs"]
+        warnings.extend(done["warnings"])
+    return InstallReport(
+        prefix=prefix,
+        wheels=len(items),
+        files=files,
+        bytecode=pycs,
+        scripts=sum(len(w.scripts or ()) for w in items),
+        warnings=tuple(sorted(warnings)),
+    )
+
+
+def _schedule(
+    items: list[_Wheel],
+    workers: list[_Worker],
+    answers: _Lines,
+    groups: list[list[int]],
+    skips: dict[int, set[str]],
+) -> None:
+    """Hand out wheels to install, most expensive first, keeping every worker busy.
+
+    A worker installs the wheels it planned (their bytes and plans are in its memory); when it
+    runs out, it takes over the cheapest remaining wheel of the busiest other worker (and re-reads
+    that wheel itself). Two wheels are in flight per worker so none waits for a round trip.
+    """
+    by_index = {w.index: w for w in items}
+
+    def cost(i: int) -> int:
+        summary = by_index[i].summary
+        assert summary is not None
+        return int(summary["cost"])
+
+    todo = [deque(sorted(group, key=lambda i: (-cost(i), i))) for group in groups]
+    left = [sum(cost(i) for i in q) for q in todo]
+    in_flight = [0] * len(workers)
+
+    def feed(w: int) -> None:
+        while in_flight[w] < 2:
+            if todo[w]:
+                i = todo[w].popleft()
+                owner = w
+            else:
+                owner = max(range(len(todo)), key=lambda v: (left[v], -v))
+                if not todo[owner]:
+                    return
+                i = todo[owner].pop()
+            left[owner] -= cost(i)
+            wheel = by_index[i]
+            task: dict[str, Any] = {
+                "op": "wheel",
+                "index": i,
+                "path": str(wheel.path),
+                "filename": wheel.artifact.filename,
+            }
+            if wheel.scripts:
+                task["scripts"] = wheel.scripts
+            if i in skips:
+                task["skip"] = sorted(skips[i])
+            workers[w].send(task)
+            in_flight[w] += 1
+
+    for w in range(len(workers)):
+        feed(w)
+    while any(in_flight):
+        w, message = answers.get()
+        _expect(workers[w], message, "installed")
+        in_flight[w] -= 1
+        feed(w)
+
+
+def _move_into_place(root: Path, prefix: Path, replace: bool) -> None:
+    os.chmod(root, 0o755)  # mkdtemp made it 0700
+    if not os.path.lexists(prefix):
+        try:
+            os.rename(root, prefix)
+            return
+        except OSError as e:
+            if not os.path.lexists(prefix):
+                raise InstallError(f"cannot move the new environment to {prefix}: {e}") from None
+    if not replace:
+        raise InstallError(f"{prefix} already exists; remove it or pass replace=True to replace it")
+    old = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.old-", dir=prefix.parent))
+    os.rename(prefix, old / "env")
+    try:
+        os.rename(root, prefix)
+    except OSError:
+        os.rename(old / "env", prefix)
+        os.rmdir(old)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
