@@ -12,6 +12,7 @@ class the command raised (the CLI itself only prints it); ``run_module`` runs a 
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -46,8 +47,10 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Outcome:
     seen: list[type[BaseException]] = []
     originals = dict(cli.COMMANDS)
 
-    def wrap(command: Callable[[Any], int]) -> Callable[[Any], int]:
-        def recording(args: Any) -> int:
+    def wrap(
+        command: Callable[[argparse.Namespace], int],
+    ) -> Callable[[argparse.Namespace], int]:
+        def recording(args: argparse.Namespace) -> int:
             try:
                 return command(args)
             except BaseException as exc:
@@ -59,7 +62,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Outcome:
     capsys.readouterr()
     try:
         for name, command in originals.items():
-            cli.COMMANDS[name] = wrap(command)
+            cli.COMMANDS[name] = wrap(command)  # type: ignore[assignment]
         rc = cli.main([str(a) for a in argv])
     finally:
         cli.COMMANDS.update(originals)
@@ -85,7 +88,7 @@ def run_module(
 
 ADVICE = re.compile(
     r";.*\b(regenerate|re-lock|re-fetch|fix|remove|use|run|check|rebuild|fetch|choose|give|"
-    r"delete|drop|free|set|restore|clear|add|keep|pass|make|point (it|NETRC))\b",
+    r"delete|drop|free|set|restore|clear|add|keep|pass|make|create|point (it|NETRC))\b",
     re.IGNORECASE,
 )
 """What-to-do wording: after the statement of the problem and a ';', an imperative."""

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from contract import (
@@ -96,7 +97,7 @@ class Served:
 
 
 def serve(
-    factory: Factory, tmp_path: Path, sizes: Sequence[int] = (300_000, 0, 0), **changes: object
+    factory: Factory, tmp_path: Path, sizes: Sequence[int] = (300_000, 0, 0), **changes: Any
 ) -> Served:
     """An index with len(sizes) wheels (the first one big) and a lock for all of them.
 
@@ -139,7 +140,7 @@ def test_wrong_bytes_are_refused_and_nothing_is_kept(
     index_server_factory: Factory,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    change: dict[str, object],
+    change: dict[str, Any],
     needle: str,
 ) -> None:
     s = serve(index_server_factory, tmp_path, **change)

@@ -597,3 +597,38 @@ def test_scripts_work_with_a_long_prefix_with_spaces(tmp_path: Path, rich_wheel:
     )
     tool = prefix / "bin" / "rich-tool"
     assert subprocess.run([tool], capture_output=True, text=True, check=True).stdout == "42\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cuts=st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=6),
+    truncate=st.integers(0, 10_000) | st.none(),
+)
+def test_zip_reader_only_raises_worker_errors(
+    cuts: list[tuple[int, int]], truncate: int | None
+) -> None:
+    """The worker's own zip reader turns any damage into a WorkerError (no crash, no hang)."""
+    from wheelhouse import _install_worker as worker
+
+    raw = bytearray(_FUZZ_WHEEL)
+    for at, xor in cuts:
+        raw[at % len(raw)] ^= xor
+    if truncate is not None:
+        raw = raw[: truncate % len(raw)]
+    data = bytes(raw)
+    try:
+        for entry in worker.read_central_directory(data, "w.whl"):
+            worker.extract(data, memoryview(data), entry, "w.whl")
+    except worker.WorkerError as e:
+        assert e.kind == "InstallError" and "w.whl" in e.message
+
+
+def _fuzz_wheel() -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        files = {"z/__init__.py": "X = 1\n" * 40, "z/raw.bin": b"\x00" * 100}
+        return make_wheel(Path(d), "z", "1.0", files, data={"data": {"x": "y"}}).read_bytes()
+
+
+_FUZZ_WHEEL = _fuzz_wheel()

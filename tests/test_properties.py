@@ -47,7 +47,7 @@ SHA256 = st.binary(min_size=32, max_size=32).map(bytes.hex)
 
 
 @st.composite
-def location(draw: st.DrawFn, filename: str) -> dict[str, str]:
+def location(draw: st.DrawFn, filename: str) -> dict[str, Any]:
     kind = draw(st.sampled_from(["url", "path", "abs", "both"]))
     url = f"https://files.example.org/packages/{draw(st.sampled_from(['a', 'b/c']))}/{filename}"
     path = f"{draw(st.sampled_from(['wheels', 'vendor/dists', '.']))}/{filename}"
@@ -360,7 +360,7 @@ SCRIPT_NAMES = st.sampled_from(["..", "../x", "a/../b", ".hidden", "ok-name", "a
 
 def _wheel_with_entry_points(text: str) -> Any:
     art = Artifact("pkg-1.0-py3-none-any.whl", "pkg", "1.0", "0" * 64, "wheel")
-    values = {
+    values: dict[str, Any] = {
         "index": 0,
         "artifact": art,
         "path": Path(art.filename),

@@ -191,7 +191,7 @@ def read_central_directory(data: bytes, wheel: str) -> list[Entry]:
                 Entry(name, raw_name, offset + shift, csize, size, crc, method, flags, eattr >> 16)
             )
             pos += 46 + nlen + xlen + clen
-    except (struct.error, UnicodeDecodeError) as e:
+    except (struct.error, UnicodeDecodeError, IndexError) as e:
         raise _damaged(wheel, f"is not a valid wheel (zip) archive: {e}") from None
     return entries
 
@@ -220,7 +220,7 @@ def extract(data: bytes, view: memoryview, entry: Entry, wheel: str) -> bytes:
     """The content of ``entry``, decompressed once and checked against its size and CRC."""
     off = entry.offset
     name = entry.name
-    if data[off : off + 4] != _LOCAL:
+    if data[off : off + 4] != _LOCAL or off + 30 > len(data):
         raise _damaged(wheel, f"member {name!r} has no local header")
     if entry.flags & 1:
         raise _damaged(wheel, f"member {name!r} is encrypted")
@@ -545,7 +545,7 @@ class Installer:
     def _write(self, dest: str, data: bytes, mode: int) -> None:
         fd = os.open(self.root + dest, _O_FLAGS, mode)
         try:
-            n = os.write(fd, data)
+            n = os.write(fd, data) if data else 0
             if n != len(data):
                 view = memoryview(data)[n:]
                 while view:
@@ -736,7 +736,7 @@ def main() -> int:
         return serve(sys.stdin.buffer, out)
     import cProfile  # pstats files for profiling: WHEELHOUSE_INSTALL_PROFILE=DIR
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)  # CPU time: other load does not count
     try:
         return profiler.runcall(serve, sys.stdin.buffer, out)
     finally:

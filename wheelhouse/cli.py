@@ -365,7 +365,7 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
 
 def _cmd_nar_hash(args: argparse.Namespace) -> int:
     if not args.path.exists() and not args.path.is_symlink():
-        raise UsageError(f"{args.path}: no such file or directory")
+        raise UsageError(f"{args.path}: no such file or directory; give an existing path")
     digest = nar.nar_sha256(args.path)
     print(nar.sri(digest) if args.sri else nar.nix_base32(digest))
     return 0

@@ -307,7 +307,8 @@ def _scripts(wheel: _Wheel, interpreter: str) -> list[list[str]]:
         ):
             raise UnsafePathError(
                 f"{name}: {section}_scripts entry point {script_name!r} in {member} is not a "
-                f"safe script name (it would be written outside bin/); refusing to install"
+                f"safe script name (it would be written outside bin/); refusing to install: "
+                "rebuild the wheel with plain script names"
             )
         _, data = Script(script_name, module, attr, section).generate(interpreter, "posix")
         out.append([f"bin/{script_name}", data.decode("utf-8")])

@@ -170,7 +170,7 @@ def _dump_node(path: bytes, write: Callable[[bytes], None]) -> None:
     else:
         raise NarError(
             f"cannot archive {os.fsdecode(path)!r}: it is a {_kind(st.st_mode)}; a NAR (and so"
-            " a Nix store path) holds only regular files, directories and symlinks"
+            " a Nix store path) holds only regular files, directories and symlinks: remove it"
         )
 
 
@@ -199,7 +199,10 @@ def _dump_regular(path: bytes, write: Callable[[bytes], None], *, plain: bool = 
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise NarError(f"cannot archive {os.fsdecode(path)!r}: it changed while being read")
+            raise NarError(
+                f"cannot archive {os.fsdecode(path)!r}: it changed while being read; run again "
+                "once nothing else writes to it"
+            )
         header = _REGULAR
         if st.st_mode & stat.S_IXUSR and not plain:  # Nix looks at the owner bit only.
             header += _EXECUTABLE
@@ -213,7 +216,10 @@ def _dump_regular(path: bytes, write: Callable[[bytes], None], *, plain: bool = 
                 raise _unreadable(path, exc) from None
             if not chunk:
                 # The length is already written, so a short file would corrupt the NAR.
-                raise NarError(f"cannot archive {os.fsdecode(path)!r}: it shrank while being read")
+                raise NarError(
+                    f"cannot archive {os.fsdecode(path)!r}: it shrank while being read; run "
+                    "again once nothing else writes to it"
+                )
             write(chunk)
             remaining -= len(chunk)
         write(_padding(size) + _CLOSE)
@@ -235,7 +241,10 @@ def _dump_directory(path: bytes, write: Callable[[bytes], None]) -> None:
 
 
 def _unreadable(path: bytes, exc: OSError) -> NarError:
-    return NarError(f"cannot archive {os.fsdecode(path)!r}: {exc.strerror or exc}")
+    return NarError(
+        f"cannot archive {os.fsdecode(path)!r}: {exc.strerror or exc}; make it readable or "
+        "remove it"
+    )
 
 
 def _kind(mode: int) -> str:
