@@ -203,7 +203,7 @@ def write_results(text: str) -> None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
         end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1 :] if end != -1 else "")
+        new = old[:start] + text + ("\n" + old[end + 1 :] if end != -1 else "")
     RESULTS.write_text(new, encoding="utf-8")
 
 
@@ -226,6 +226,7 @@ def main() -> int:
     env["PYTHONPATH"] = str(ROOT)
     times: dict[str, list[float]] = {t: [] for t in tools}
     cpus: dict[str, list[float]] = {t: [] for t in tools}
+    loads: list[float] = []
     shape: dict[str, tuple[int, int]] = {}
     print(f"{len(wheels)} wheels, {size / 1e6:.1f} MB; {args.rounds} rounds of {tools}", flush=True)
     try:
@@ -245,6 +246,7 @@ def main() -> int:
                     raise SystemExit(f"{tool} failed with status {proc.returncode}")
                 times[tool].append(elapsed)
                 cpus[tool].append(cpu)
+                loads.append(os.getloadavg()[0])
                 shape[tool] = count(out / "env")
                 print(
                     f"round {round_ + 1}: {tool:<10} {elapsed:6.2f} s  (cpu {cpu:6.2f} s, "
@@ -270,6 +272,9 @@ def main() -> int:
         f"Input: {len(wheels)} wheels ({size / 1e6:.1f} MB) from `pip download Plone "
         f"--only-binary :all:`. Each run installs all of them, with bytecode, into a new "
         f"directory, in a fresh process; runs are interleaved, outputs deleted at the end.",
+        "",
+        f"Other load on the machine (1-minute load average after each run): "
+        f"{min(loads):.2f} to {max(loads):.2f}.",
         "",
         "| tool | median wall (s) | runs (s) | median CPU user+sys (s) | files | .pyc |",
         "| --- | ---: | --- | ---: | ---: | ---: |",

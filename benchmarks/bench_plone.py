@@ -542,11 +542,13 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
             if made:
-                subprocess.run(
+                gone = subprocess.run(
                     ["nix-store", "--delete", *sorted(set(made))],
                     capture_output=True,
+                    text=True,
                     check=False,
                 )
+                print(f"cleanup: {(gone.stderr.strip().splitlines() or ['?'])[-1]}")
     total = time.monotonic() - started
     for body in sections.values():
         print(body)
