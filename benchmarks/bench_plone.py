@@ -571,7 +571,8 @@ def build_sections(res: BuildResult, info: list[str], rounds: int) -> dict[str, 
     head = "\n".join(info)
     a = f"""{SECTION_BUILD}
 
-{cmd}, {rounds} interleaved rounds (ours, per-package, ours, ...), medians. Each round adds a new
+{cmd},
+{rounds} interleaved rounds (ours, per-package, ours, ...), medians. Each round adds a new
 `benchRun` attribute, so every derivation of the variant is built anew; the wheels are already in
 the store (our wheelhouse FOD; per wheel a `<nix/fetchurl.nix>` source). **ours**: the
 `mkProject` env, ONE derivation running `wheelhouse install` (242 wheels, bytecode).
@@ -595,7 +596,8 @@ Load average (1 min) before the first and after the last run: {res.load}.
 """
     b = f"""{SECTION_EVAL}
 
-{cmd}, same runs as the build section: `nix-instantiate` of each variant's top expression.
+{cmd},
+same runs as the build section: `nix-instantiate` of each variant's top expression.
 "fresh" adds a new `benchRun` (new .drv files are written, as after a lock change), "unchanged"
 re-instantiates the last round's expression (every .drv exists), {len(again[ours])} rounds each.
 

@@ -31,8 +31,8 @@ from test_catalogue_install import tree_digest
 from wheelmaker import artifact_for, make_wheel
 
 from wheelhouse import nar
-from wheelhouse.download import TEMP_RE
 from wheelhouse.model import Artifact
+from wheelhouse.tempfiles import TEMP_RE
 
 FETCH_KILLS = 24
 INSTALL_KILLS = 24

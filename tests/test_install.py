@@ -632,3 +632,53 @@ def _fuzz_wheel() -> bytes:
 
 
 _FUZZ_WHEEL = _fuzz_wheel()
+
+
+def test_extra_site_packages_join_sys_path_in_one_step(tmp_path: Path) -> None:
+    """Packages taken from elsewhere (nixpkgs) are one .pth line each, after the env's own."""
+    short = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    outside = tmp_path / "nixpkgs-numpy" / "lib" / f"python{short}" / "site-packages"
+    (outside / "fakenumpy").mkdir(parents=True)
+    (outside / "fakenumpy" / "__init__.py").write_text("WHERE = 'outside'\n")
+    plain = tmp_path / "plain" / "site-packages"
+    (plain / "fakeplain").mkdir(parents=True)
+    (plain / "fakeplain" / "__init__.py").write_text("")
+    prefix = tmp_path / "env"
+    install(
+        prefix,
+        make_wheel(tmp_path, "inside", "1.0"),
+        extra_site_packages=[tmp_path / "nixpkgs-numpy", plain],
+    )
+    assert run(prefix, "import inside, fakeplain, fakenumpy; print(fakenumpy.WHERE)") == "outside"
+
+
+def test_extra_site_packages_for_another_python_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "pkg" / "lib" / "python2.7" / "site-packages"
+    other.mkdir(parents=True)
+    prefix = tmp_path / "env"
+    with pytest.raises(InstallError, match="neither a site-packages") as info:
+        install(
+            prefix, make_wheel(tmp_path, "inside", "1.0"), extra_site_packages=[other.parents[2]]
+        )
+    assert "pkg" in str(info.value)
+    assert_nothing_left(prefix)
+
+
+def test_staging_dirs_of_killed_installs_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / ".env.wheelhouse-tmp-999999999-abc"
+    dead.mkdir()
+    (dead / "half-written").write_text("x")
+    install(tmp_path / "env", make_wheel(tmp_path, "inside", "1.0"))
+    assert not dead.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_wheel_whose_requires_python_excludes_the_interpreter_is_refused(tmp_path: Path) -> None:
+    """A lock made on 3.11.7 may pick a release needing >=3.11.5 for an env on 3.11.2."""
+    wheel = make_wheel(tmp_path, "picky", "1.0", requires_python=">=3.99")
+    prefix = tmp_path / "env"
+    with pytest.raises(InstallError) as info:
+        install(prefix, wheel)
+    assert wheel.name in str(info.value) and ">=3.99" in str(info.value)
+    assert "--python" in str(info.value)
+    assert_nothing_left(prefix)

@@ -243,3 +243,36 @@ def test_build_dependency_cycle_is_a_clear_error(
     assert rc == 1 and not out.exists()
     assert "ping-1.0.tar.gz needs pong-1.0.tar.gz needs ping-1.0.tar.gz" in err
     assert "drop it from --no-binary" in err
+
+
+def test_lock_for_a_named_interpreter_respects_its_micro_version(
+    index_server_factory: Callable[..., IndexServer], tmp_path: Path
+) -> None:
+    """The env's interpreter (Debian's 3.11.2 here) decides, not the one running wheelhouse."""
+    from wheelmaker import make_wheel
+
+    root = tmp_path / "files"
+    root.mkdir()
+    make_wheel(root, "picky", "1.0")
+    make_wheel(root, "picky", "2.0", requires_python=">=3.11.5")
+    server = index_server_factory(root)
+    out = tmp_path / "pylock.toml"
+    assert (
+        main(
+            [
+                "lock",
+                "picky",
+                "--python",
+                "/usr/bin/python3",
+                "--index-url",
+                server.simple_url,
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    data = tomllib.loads(out.read_text())
+    assert chosen(data) == ["picky-1.0-py3-none-any.whl"]
+    target = data["tool"]["wheelhouse"]["targets"][0]
+    assert target["python-full-version"] == "3.11.2"

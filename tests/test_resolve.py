@@ -82,9 +82,20 @@ def test_indexes_and_env_credentials_go_to_pip_through_its_environment(
     env, secrets = pip_environment(inputs, {"PIP_NO_INDEX": "1", "HOME": "/h"})
     assert env["PIP_FIND_LINKS"] == "https://f:tok@links.example/wheels/"
     assert env["PIP_INDEX_URL"] == "http://u:pw@i/simple"
-    assert env["PIP_EXTRA_INDEX_URL"] == "http://tok:p%40ss%3Aw0rd@e:8080/simple http://other/simple"
+    assert (
+        env["PIP_EXTRA_INDEX_URL"] == "http://tok:p%40ss%3Aw0rd@e:8080/simple http://other/simple"
+    )
     assert "PIP_NO_INDEX" not in env and env["HOME"] == "/h"
     assert {"pw", "p@ss:w0rd", "p%40ss%3Aw0rd", "tok"} <= set(secrets)
     cmd = " ".join(pip_command(inputs, make_target(None), Path("r.json")))
     assert "pw" not in cmd and "w0rd" not in cmd and "tok" not in cmd and "--no-input" in cmd
     assert "--find-links /local/dir" in cmd
+
+
+def test_pip_resolves_inside_a_named_interpreter(tmp_path: Path) -> None:
+    from wheelhouse.targets import Target
+
+    target = Target((3, 11), (), "3.11.2", "/usr/bin/python3")
+    cmd = pip_command(Inputs(requirements=("demo",)), target, tmp_path / "r.json")
+    assert cmd[cmd.index("pip") + 1 : cmd.index("install")] == ["--python", "/usr/bin/python3"]
+    assert "--python-version" not in cmd and "--only-binary" not in cmd

@@ -70,3 +70,21 @@ def test_candidate_identity_parses_wheels_and_sdists_only() -> None:
     assert candidate_identity(PURE) == ("demo", candidate_identity(SDIST)[1])  # type: ignore[index]
     assert candidate_identity("demo-1.0.exe") is None
     assert candidate_identity("not a wheel.whl") is None
+
+
+def test_running_target_checks_requires_python_against_the_full_version_pip_used() -> None:
+    """pip resolves the running target with the interpreter's full version (3.11.7 may pick a
+    release that needs >=3.11.5); selection must accept the file pip chose, not test X.Y.0."""
+    import platform
+
+    from packaging.specifiers import SpecifierSet
+
+    running = make_target(None)
+    full = platform.python_version()
+    offered = [Candidate(PURE, requires_python=f">={full}")]
+    assert select("demo", "1.0", offered, running).filename == PURE
+    other = T312 if running.python_version != (3, 12) else T311
+    newer = f">={other.version_string}.5"
+    assert not SpecifierSet(newer).contains(other.version_string + ".0")
+    with pytest.raises(SelectionError):
+        select("demo", "1.0", [Candidate(PURE, requires_python=newer)], other)

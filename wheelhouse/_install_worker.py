@@ -303,6 +303,7 @@ class WheelPlan:
         "files",
         "index",
         "name",
+        "requires_python",
         "sha256",
         "version",
         "warnings",
@@ -315,6 +316,7 @@ class WheelPlan:
         self.sha256 = ""
         self.name = ""
         self.version = ""
+        self.requires_python = ""
         self.dist_info = ""
         self.entry_points: str | None = None
         # (member, destination relative to the prefix, hash algorithm, RECORD digest (urlsafe
@@ -388,6 +390,7 @@ def plan_wheel(index: int, path: str, filename: str, sp_rel: str, short: str) ->
     metadata = _headers(text(dist_info + "/METADATA"))
     plan.name = metadata.get("name", "")
     plan.version = metadata.get("version", "")
+    plan.requires_python = metadata.get("requires-python", "")
     if not plan.name or not set(plan.name) <= _NAME_OK or ".." in plan.name:
         raise WorkerError(
             "InstallError",
@@ -499,6 +502,7 @@ def plan_summary(plan: WheelPlan) -> dict[str, Any]:
         "index": plan.index,
         "name": plan.name,
         "version": plan.version,
+        "requires_python": plan.requires_python,
         "sha256": plan.sha256,
         "dist_info": plan.dist_info,
         "entry_points": plan.entry_points,

@@ -53,8 +53,9 @@ def _add_lock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--python",
         action="append",
         default=[],
-        metavar="X.Y",
-        help="target Python version (repeatable; default: the running interpreter)",
+        metavar="X.Y|X.Y.Z|PATH",
+        help="target Python: a version or, best, the interpreter the env will run on "
+        "(repeatable; default: the running interpreter)",
     )
     p.add_argument("--index-url", "-i", default="https://pypi.org/simple")
     p.add_argument("--extra-index-url", action="append", default=[])
@@ -263,7 +264,6 @@ def _cmd_install(args: argparse.Namespace) -> int:
     target = lockfile.choose_target(lock, args.target)
     runtime = [a for a in lockfile.artifacts_for(lock, target) if not a.build_only]
     runtime = _exclude(runtime, args.exclude, args.lock)
-    extra_sites = [_site_candidates(p) for p in args.extra_site_packages]
     wheels = [(a, args.wheelhouse / a.filename) for a in runtime if a.kind == "wheel"]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda pair: _verify(*pair), wheels))
@@ -282,9 +282,8 @@ def _cmd_install(args: argparse.Namespace) -> int:
         compile_bytecode=not args.no_compile,
         jobs=args.jobs,
         replace=args.replace,
+        extra_site_packages=args.extra_site_packages,
     )
-    if extra_sites:
-        _write_extra_site_packages(args.prefix, extra_sites)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -298,46 +297,6 @@ def _exclude(runtime: list[Artifact], names: Sequence[str], lock: Path) -> list[
             f"--exclude {', '.join(unknown)}: {lock} installs no such package; check the name"
         )
     return [a for a in runtime if canonicalize_name(a.package) not in excluded]
-
-
-def _site_candidates(path: Path) -> list[Path]:
-    """The site-packages dirs ``path`` may mean: itself, or its lib/python*/site-packages (the
-    one for the env's Python is picked after the install, when its version is known)."""
-    if path.name == "site-packages" and path.is_dir():
-        return [path.absolute()]
-    found = sorted(p.absolute() for p in path.glob("lib/python*/site-packages") if p.is_dir())
-    if not found:
-        raise UsageError(
-            f"--extra-site-packages {path}: neither a site-packages directory nor a prefix with "
-            "lib/pythonX.Y/site-packages; pass a Python package built for this interpreter"
-        )
-    return found
-
-
-EXTRA_SITE_PTH = "wheelhouse-extra-site-packages.pth"
-
-
-def _write_extra_site_packages(prefix: Path, candidates: list[list[Path]]) -> None:
-    """One ``.pth`` file in the env's site-packages that lists the extra dirs, so they join
-    ``sys.path`` in one step (after the env's own packages)."""
-    (site,) = sorted(prefix.glob("lib/python*/site-packages"))
-    version_dir = site.parent.name
-    lines = []
-    for options in candidates:
-        if len(options) == 1 and not options[0].parent.name.startswith("python"):
-            lines.append(str(options[0]))  # a site-packages dir given as such
-            continue
-        chosen = [c for c in options if c.parent.name == version_dir]
-        if not chosen:
-            shutil.rmtree(prefix, ignore_errors=True)
-            raise UsageError(
-                f"--extra-site-packages: none of {', '.join(map(str, options))} is for "
-                f"{version_dir}, the env's Python; pass a package built for it"
-            )
-        lines.append(str(chosen[0]))
-    tmp = site / f".{EXTRA_SITE_PTH}.tmp"
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, site / EXTRA_SITE_PTH)
 
 
 def _cmd_build_sdists(args: argparse.Namespace) -> int:

@@ -55,6 +55,7 @@ from typing import IO, cast
 from wheelhouse import __version__
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
 from wheelhouse.model import Artifact
+from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
 
 __all__ = ["Downloader", "check_filename", "default_cache_dir", "env_credentials", "redact"]
 
@@ -72,11 +73,6 @@ _STALE_CACHE_TEMP_AGE = 600.0
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _PAGE = "index page"
-
-TEMP_MARK = ".wheelhouse-tmp-"
-"""Temp files/dirs are named ``.<name>.wheelhouse-tmp-<pid>-<random>``, so leftovers of a killed
-run can be recognised (their pid is dead) and removed without touching a live run's."""
-TEMP_RE = re.compile(r"\..*\.wheelhouse-tmp-(\d+)-.*")
 
 
 # --- small public helpers ----------------------------------------------------------------------
@@ -400,42 +396,6 @@ def _evict(path: Path, seen: os.stat_result) -> None:
             seen.st_mtime_ns,
         ):
             os.unlink(path)
-
-
-def remove_stale_temps(directory: Path, *, prefix: str, min_age: float = 0.0) -> None:
-    """Remove temp files/dirs (starting with ``prefix``) that a killed fetch left behind.
-
-    A temp is stale when the pid in its name is not running (and, with ``min_age``, when it was
-    not written for that many seconds: a shared cache may be used from another pid namespace).
-    """
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    now = time.time()
-    for entry in entries:
-        match = TEMP_RE.fullmatch(entry.name)
-        if not entry.name.startswith(prefix) or match is None or _alive(int(match.group(1))):
-            continue
-        with contextlib.suppress(OSError):
-            if min_age and now - entry.stat(follow_symlinks=False).st_mtime < min_age:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. EPERM: it exists, owned by someone else
-        return True
-    return True
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -977,7 +937,7 @@ class Downloader:
         for _attempt in range(2):
             remove_stale_temps(final.parent, prefix=f".{name}", min_age=_STALE_CACHE_TEMP_AGE)
             fd, tmp_name = tempfile.mkstemp(
-                dir=final.parent, prefix=f".{name}{TEMP_MARK}{os.getpid()}-"
+                dir=final.parent, prefix=temp_prefix(name)
             )
             tmp = Path(tmp_name)
             try:

@@ -23,9 +23,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from wheelhouse.download import TEMP_MARK, Downloader, remove_stale_temps, unique_by_filename
+from wheelhouse.download import Downloader, unique_by_filename
 from wheelhouse.errors import FetchError, HashMismatchError
 from wheelhouse.model import Artifact
+from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
 
 __all__ = ["fetch"]
 
@@ -68,7 +69,7 @@ def _create(dest: Path, wanted: dict[str, Artifact], downloader: Downloader) -> 
         ) from None
     remove_stale_temps(parent, prefix=f".{dest.name}")
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}{TEMP_MARK}{os.getpid()}-", dir=parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=parent))
     except OSError:
         # No sibling possible (e.g. only dest itself may be created): fill it in place.
         _mkdir(dest)
@@ -134,7 +135,7 @@ def _place(source: Path, directory: Path, artifact: Artifact, downloader: Downlo
             # The cache entry vanished or changed after get(): get() re-verifies (and evicts).
             source = downloader.get(artifact)
         fd, tmp_name = tempfile.mkstemp(
-            dir=directory, prefix=f".{artifact.filename}{TEMP_MARK}{os.getpid()}-"
+            dir=directory, prefix=temp_prefix(artifact.filename)
         )
         os.close(fd)
         tmp = Path(tmp_name)

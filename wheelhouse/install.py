@@ -27,6 +27,7 @@ Set ``WHEELHOUSE_INSTALL_DEBUG=1`` to get a timeline and per-worker timings on s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidWheelFilename,
     canonicalize_name,
@@ -53,6 +55,7 @@ from packaging.version import InvalidVersion, Version
 from wheelhouse import errors
 from wheelhouse.errors import ConflictError, InstallError, UnsafePathError
 from wheelhouse.model import Artifact
+from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
 
 __all__ = ["InstallReport", "install_env"]
 
@@ -418,6 +421,7 @@ def install_env(
     compile_bytecode: bool = True,
     jobs: int | None = None,
     replace: bool = False,
+    extra_site_packages: Sequence[Path] = (),
 ) -> InstallReport:
     """Install ``wheels`` (artifact, local file) into a new virtual environment at ``prefix``.
 
@@ -425,7 +429,9 @@ def install_env(
     compiled by that interpreter. ``jobs`` worker processes (default: CPU count) share the work.
     If ``prefix`` exists, raise ``InstallError`` unless ``replace`` is true, in which case the new
     environment is swapped in and the old one deleted. On any error nothing is left at ``prefix``
-    (an existing one is kept).
+    (an existing one is kept). ``extra_site_packages`` (site-packages dirs, or prefixes holding
+    ``lib/pythonX.Y/site-packages`` for the env's Python) join ``sys.path`` after the env's own
+    packages through one ``.pth`` file: packages taken from elsewhere, e.g. nixpkgs.
     """
     trace = _Trace()
     prefix = Path(os.path.abspath(prefix))
@@ -455,11 +461,16 @@ def install_env(
             for summary in answer["plan"]:
                 items[summary["index"]].summary = summary
         trace("plans received")
+        extra_sites = [_extra_site(path, facts["short"]) for path in extra_site_packages]
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.tmp-", dir=prefix.parent))
+        remove_stale_temps(prefix.parent, prefix=f".{prefix.name}")
+        root = Path(tempfile.mkdtemp(prefix=temp_prefix(prefix.name), dir=prefix.parent))
         report = _install_planned(
             items, workers, answers, groups, root, prefix, facts, shebang, compile_bytecode, trace
         )
+        if extra_sites:
+            site = root / "lib" / f"python{facts['short']}" / "site-packages" / EXTRA_SITE_PTH
+            site.write_text("".join(f"{path}\n" for path in extra_sites), encoding="utf-8")
         _move_into_place(root, prefix, replace)
         trace("moved into place")
         return report
@@ -468,6 +479,38 @@ def install_env(
             worker.close()
         if root is not None and root.exists():
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _check_requires_python(filename: str, requires: str, version: str) -> None:
+    """A lock made for another micro version (3.11.7 vs the env's 3.11.2) can pick a release the
+    env's interpreter cannot run; refuse it here rather than break at import time."""
+    if not requires:
+        return
+    try:
+        spec = SpecifierSet(requires)
+    except InvalidSpecifier:
+        return  # as pip does: an unparsable Requires-Python does not block installation
+    if not spec.contains(version, prereleases=True):
+        raise InstallError(
+            f"{filename}: requires Python {requires}, but the env's interpreter is {version}; "
+            f"lock for this interpreter: `wheelhouse lock --python /path/to/python{version[:4]}`"
+        )
+
+
+EXTRA_SITE_PTH = "wheelhouse-extra-site-packages.pth"
+
+
+def _extra_site(path: Path, short: str) -> str:
+    """The site-packages dir ``path`` stands for, for Python ``short`` (e.g. ``3.11``)."""
+    if path.name == "site-packages" and path.is_dir():
+        return os.path.abspath(path)
+    site = path / "lib" / f"python{short}" / "site-packages"
+    if site.is_dir():
+        return os.path.abspath(site)
+    raise InstallError(
+        f"extra site-packages {path}: neither a site-packages directory nor a prefix with "
+        f"lib/python{short}/site-packages; pass a package built for Python {short}"
+    )
 
 
 def _install_planned(
@@ -509,6 +552,7 @@ def _install_planned(
                 f"{artifact.version!r}; the wheel does not belong to this lock entry: re-lock "
                 f"or re-fetch"
             )
+        _check_requires_python(name, summary["requires_python"], facts["version"])
         wheel.scripts = _scripts(wheel, interpreter)
         warnings.extend(summary["warnings"])
     reserved = ["pyvenv.cfg", "bin/python", "bin/python3", f"bin/python{short}"]
@@ -617,7 +661,10 @@ def _move_into_place(root: Path, prefix: Path, replace: bool) -> None:
                 raise InstallError(f"cannot move the new environment to {prefix}: {e}") from None
     if not replace:
         raise InstallError(f"{prefix} already exists; remove it or pass replace=True to replace it")
-    old = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.old-", dir=prefix.parent))
+    if _exchange(root, prefix):
+        shutil.rmtree(root, ignore_errors=True)  # root now holds the old env
+        return
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(prefix.name), dir=prefix.parent))
     os.rename(prefix, old / "env")
     try:
         os.rename(root, prefix)
@@ -626,3 +673,18 @@ def _move_into_place(root: Path, prefix: Path, replace: bool) -> None:
         os.rmdir(old)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so a replaced env is
+    never absent, not even for an instant; False where the call is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return bool(result == 0)

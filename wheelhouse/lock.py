@@ -260,6 +260,7 @@ def build_lock(
         entry: dict[str, Any] = {
             "name": target.name,
             "python-version": target.version_string,
+            "python-full-version": target.full_version,
             "marker": target.marker,
             "artifacts": sorted(runtime),
         }

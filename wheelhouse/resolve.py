@@ -108,6 +108,7 @@ def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
         sys.executable,
         "-m",
         "pip",
+        *(["--python", target.interpreter] if target.interpreter else []),
         "install",
         "--dry-run",
         "--ignore-installed",
@@ -122,11 +123,11 @@ def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
     for link in inputs.find_links:
         if not _is_remote(link):
             cmd += ["--find-links", link]
-    if not target.is_running:
+    if not target.is_running and target.interpreter is None:
         # pip only resolves for another interpreter from wheels (it cannot run their builds).
         cmd += [
             "--python-version",
-            target.version_string,
+            target.full_version,
             "--implementation",
             "cp",
             "--only-binary",

@@ -6,7 +6,9 @@ the running platform is always the platform (cross-platform locks are out of sco
 
 from __future__ import annotations
 
+import os
 import platform
+import subprocess
 import sys
 from dataclasses import dataclass, field
 
@@ -22,6 +24,10 @@ class Target:
 
     python_version: tuple[int, int]
     tags: tuple[tags.Tag, ...] = field(repr=False, compare=False)
+    full_version: str = ""
+    """What ``python_full_version`` is on the target: requires-python checks use it."""
+    interpreter: str | None = None
+    """An interpreter to resolve with (``pip --python``), when the user named one."""
     machine: str = platform.machine().lower()
     os: str = sys.platform
 
@@ -36,7 +42,8 @@ class Target:
 
     @property
     def is_running(self) -> bool:
-        return self.python_version == sys.version_info[:2]
+        """pip, run by this interpreter, resolves for this target as it is."""
+        return self.interpreter is None and self.full_version == platform.python_version()
 
     @property
     def marker(self) -> str:
@@ -49,29 +56,60 @@ class Target:
     def environment(self) -> dict[str, str]:
         """Marker environment for evaluating dependency markers on this target."""
         env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
-        if not self.is_running:
-            env["python_version"] = self.version_string
-            env["python_full_version"] = self.version_string + ".0"
-            env["implementation_version"] = self.version_string + ".0"
+        env["python_version"] = self.version_string
+        env["python_full_version"] = self.full_version
+        env["implementation_version"] = self.full_version
         return env
 
 
-def make_target(version: str | None = None) -> Target:
-    """Build a target from ``"3.12"`` (default: the running interpreter).
-
-    Tags for another CPython version are computed for the running platform, in packaging's priority
-    order, so selection ranks wheels exactly as pip would for that interpreter.
-    """
-    if version is None:
-        return Target(sys.version_info[:2], tuple(tags.sys_tags()))
-    parts = version.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or parts[0] != "3":
-        raise UsageError(f"--python expects a version like 3.12, got {version!r}")
-    pyver = (int(parts[0]), int(parts[1]))
+def _tags_for(pyver: tuple[int, int]) -> tuple[tags.Tag, ...]:
+    """CPython ``pyver``'s tags on this platform, in packaging's (and pip's) priority order."""
     if pyver == sys.version_info[:2]:
-        return make_target(None)
+        return tuple(tags.sys_tags())
     platforms = list(tags.platform_tags())
     interp = f"cp{pyver[0]}{pyver[1]}"
     seq = list(tags.cpython_tags(pyver, platforms=platforms))
     seq += list(tags.compatible_tags(pyver, interp, platforms))
-    return Target(pyver, tuple(seq))
+    return tuple(seq)
+
+
+def _query(interpreter: str) -> str:
+    try:
+        proc = subprocess.run(
+            [interpreter, "-I", "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(f"--python {interpreter}: cannot run it ({exc})") from None
+    return proc.stdout.strip()
+
+
+def make_target(spec: str | None = None) -> Target:
+    """Build a target from ``None`` (this interpreter), ``"3.12"``, ``"3.11.2"`` or the path of
+    an interpreter.
+
+    A path is best when the env will run on another build of the same X.Y (Nix's, Debian's):
+    pip then resolves inside that interpreter, so a release needing 3.11.5 is never locked for
+    a 3.11.2 env.
+    """
+    if spec is None:
+        return Target(sys.version_info[:2], tuple(tags.sys_tags()), platform.python_version())
+    interpreter = None
+    full = spec
+    if os.sep in spec or not spec[:1].isdigit():
+        interpreter = spec
+        full = _query(spec)
+    parts = full.split(".")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts) or parts[0] != "3":
+        raise UsageError(
+            f"--python expects a version like 3.12 or 3.11.2, or an interpreter path; got {spec!r}"
+        )
+    pyver = (int(parts[0]), int(parts[1]))
+    if len(parts) == 2:
+        if interpreter is None and pyver == sys.version_info[:2]:
+            return make_target(None)
+        full += ".0"
+    return Target(pyver, _tags_for(pyver), full, interpreter)
