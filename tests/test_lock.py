@@ -276,3 +276,17 @@ def test_lock_for_a_named_interpreter_respects_its_micro_version(
     assert chosen(data) == ["picky-1.0-py3-none-any.whl"]
     target = data["tool"]["wheelhouse"]["targets"][0]
     assert target["python-full-version"] == "3.11.2"
+
+
+def test_index_is_listed_only_where_pip_took_a_binary_wheel(
+    demo: IndexServer, tmp_path: Path
+) -> None:
+    """pip's none-any pick is already ours; only binary picks need the full file list."""
+    demo.clear_requests()
+    lock(demo, tmp_path / "pylock.toml")
+    ours = sorted(
+        r.path
+        for r in demo.requests
+        if r.path.startswith("/simple/") and "wheelhouse" in r.headers.get("user-agent", "")
+    )
+    assert ours == ["/simple/delta/", "/simple/gamma/"]
