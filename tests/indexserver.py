@@ -17,29 +17,25 @@ other bytes), ``delay``, ``throttle`` (a slow body), ``redirect`` and ``require_
 Basic, 401 otherwise).
 
 Nothing here depends on pytest; ``server_factory`` makes fixtures a few lines long.
-Helpers ``make_wheel``/``make_sdist`` build tiny, valid, byte-reproducible distributions.
+Distributions to serve come from ``wheelmaker``/``sdistmaker``; ``artifact()`` gives the lock's
+``Artifact`` for a served file.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import csv
 import fnmatch
-import gzip
 import hashlib
 import html
-import io
 import json
 import re
 import socket
 import ssl
 import struct
-import tarfile
 import threading
 import time
 import urllib.parse
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -47,6 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from wheelhouse.model import Artifact
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -187,6 +185,12 @@ class IndexServer:
 
     # -- content --
 
+    def artifact(self, file: Path, **changes: Any) -> Artifact:
+        """The lock's ``Artifact`` for ``file`` as served here (by URL); ``changes`` override."""
+        from wheelmaker import artifact_for
+
+        return artifact_for(file, url=self.file_url(file.name), path=None, **changes)
+
     def add_file(self, filename: str, data: bytes) -> Path:
         path = self.root / filename
         path.write_bytes(data)
@@ -232,9 +236,7 @@ class IndexServer:
         """Wait ``seconds`` before answering."""
         self._add("delay", path, times, seconds=seconds)
 
-    def throttle(
-        self, path: str, chunk: int, interval: float, *, times: int | None = None
-    ) -> None:
+    def throttle(self, path: str, chunk: int, interval: float, *, times: int | None = None) -> None:
         """Send the body ``chunk`` bytes at a time, ``interval`` seconds apart (a slow link)."""
         self._add("throttle", path, times, chunk=chunk, interval=interval)
 
@@ -509,80 +511,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --- distributions -----------------------------------------------------------------------------
-
-_ZIP_DATE = (2020, 2, 2, 0, 0, 0)
-
-
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"sha256={digest}"
-
-
-def make_wheel(
-    directory: Path,
-    name: str,
-    version: str,
-    *,
-    files: Mapping[str, bytes] | None = None,
-    requires_python: str | None = None,
-    tag: str = "py3-none-any",
-) -> Path:
-    """Write a minimal valid wheel ``<name>-<version>-<tag>.whl`` into ``directory``; return it.
-
-    Byte-reproducible: the same arguments give the same bytes (fixed zip dates and order).
-    """
-    dist = re.sub(r"[-_.]+", "_", name)
-    module = dist.lower()
-    dist_info = f"{dist}-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-    if requires_python:
-        metadata += f"Requires-Python: {requires_python}\n"
-    members: dict[str, bytes] = dict(
-        files
-        if files is not None
-        else {f"{module}/__init__.py": f"VERSION = {version!r}\n".encode()}
-    )
-    members[f"{dist_info}/METADATA"] = metadata.encode()
-    members[f"{dist_info}/WHEEL"] = (
-        f"Wheel-Version: 1.0\nGenerator: indexserver\nRoot-Is-Purelib: true\nTag: {tag}\n"
-    ).encode()
-    record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
-    for member, data in members.items():
-        writer.writerow([member, _record_hash(data), len(data)])
-    writer.writerow([f"{dist_info}/RECORD", "", ""])
-    members[f"{dist_info}/RECORD"] = record.getvalue().encode()
-    path = Path(directory) / f"{dist}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in members.items():
-            info = zipfile.ZipInfo(member, _ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, data)
-    return path
-
-
-def make_sdist(directory: Path, name: str, version: str) -> Path:
-    """Write a minimal, byte-reproducible ``<name>-<version>.tar.gz`` into ``directory``."""
-    dist = re.sub(r"[-_.]+", "_", name).lower()
-    base = f"{dist}-{version}"
-    members = {
-        f"{base}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{base}/pyproject.toml": (
-            f'[project]\nname = "{name}"\nversion = "{version}"\n'
-            '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        ).encode(),
-    }
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for member, data in members.items():
-            info = tarfile.TarInfo(member)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    path = Path(directory) / f"{base}.tar.gz"
-    with open(path, "wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
-        gz.write(raw.getvalue())
-    return path
 
 
 def sha256_of(path: Path) -> str:

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from indexserver import IndexServer, make_sdist, make_wheel, server_factory, split_filename
+from indexserver import IndexServer, server_factory
+from sdistmaker import make_sdist
+from wheelmaker import make_wheel
 
 from wheelhouse.download import Downloader, check_filename, default_cache_dir, redact
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
@@ -46,22 +48,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-def artifact(server: IndexServer, path: Path, **changes: object) -> Artifact:
-    data = path.read_bytes()
-    ident = split_filename(path.name)
-    assert ident is not None
-    base = Artifact(
-        filename=path.name,
-        package=ident[0],
-        version=ident[1],
-        sha256=hashlib.sha256(data).hexdigest(),
-        kind="wheel" if path.name.endswith(".whl") else "sdist",
-        url=server.file_url(path.name),
-        size=len(data),
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def downloader(cache: Path | bool | None, **options: object) -> Downloader:
@@ -96,7 +82,7 @@ def index_server(index_server_factory: Factory) -> IndexServer:
 
 def test_get_downloads_verifies_and_caches(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     with downloader(cache) as dl:
         got = dl.get(art)
     assert got.read_bytes() == wheel.read_bytes()
@@ -113,7 +99,7 @@ def test_get_downloads_verifies_and_caches(index_server: IndexServer, cache: Pat
 
 def test_get_many_fetches_in_parallel(index_server: IndexServer, cache: Path) -> None:
     wheels = [make_wheel(index_server.root, f"pkg{i}", "1.0") for i in range(6)]
-    arts = [artifact(index_server, w) for w in wheels]
+    arts = [index_server.artifact(w) for w in wheels]
     index_server.delay("/files/*", 0.3)
     start = time.monotonic()
     with downloader(cache, jobs=6) as dl:
@@ -130,7 +116,7 @@ def test_corrupt_cache_entry_is_evicted_and_downloaded_again(
     index_server: IndexServer, cache: Path, damage: str
 ) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     with downloader(cache) as dl:
         cached = dl.get(art)
         data = bytearray(cached.read_bytes())
@@ -149,7 +135,7 @@ def test_corrupt_cache_entry_is_evicted_and_downloaded_again(
 
 def test_same_artifact_twice_is_fetched_once(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     with downloader(cache) as dl:
         got = dl.get_many([art, art])
     assert list(got) == [wheel.name]
@@ -161,7 +147,7 @@ def test_same_artifact_twice_is_fetched_once(index_server: IndexServer, cache: P
 
 def test_wrong_sha256_is_a_hash_mismatch(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     bad = wheel.read_bytes()[:-1] + bytes([wheel.read_bytes()[-1] ^ 1])
     index_server.corrupt(index_server.file_path(wheel.name), bad)
     with downloader(cache) as dl, pytest.raises(HashMismatchError) as info:
@@ -178,7 +164,7 @@ def test_wrong_sha256_is_a_hash_mismatch(index_server: IndexServer, cache: Path)
 
 def test_wrong_size_is_a_hash_mismatch(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel, size=wheel.stat().st_size + 1)
+    art = index_server.artifact(wheel, size=wheel.stat().st_size + 1)
     with downloader(cache) as dl, pytest.raises(HashMismatchError) as info:
         dl.get(art)
     assert "size" in str(info.value) and wheel.name in str(info.value)
@@ -187,7 +173,7 @@ def test_wrong_size_is_a_hash_mismatch(index_server: IndexServer, cache: Path) -
 
 def test_oversized_body_stops_reading(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     index_server.corrupt(index_server.file_path(wheel.name), b"x" * 20_000_000)
     with downloader(cache) as dl, pytest.raises(HashMismatchError) as info:
         dl.get(art)
@@ -199,7 +185,7 @@ def test_oversized_body_stops_reading(index_server: IndexServer, cache: Path) ->
 
 def test_404_is_not_retried_and_names_the_file(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     wheel.unlink()
     with downloader(cache) as dl, pytest.raises(NotFoundError) as info:
         dl.get(art)
@@ -214,7 +200,7 @@ def test_other_4xx_are_not_retried(index_server: IndexServer, cache: Path, statu
     wheel = make_wheel(index_server.root, "demo", "1.0")
     index_server.fail(index_server.file_path(wheel.name), status, times=None)
     with downloader(cache) as dl, pytest.raises(FetchError) as info:
-        dl.get(artifact(index_server, wheel))
+        dl.get(index_server.artifact(wheel))
     assert str(status) in str(info.value) and wheel.name in str(info.value)
     assert len(index_server.requests) == 1
 
@@ -224,7 +210,7 @@ def test_5xx_then_ok_is_retried(index_server: IndexServer, cache: Path, status: 
     wheel = make_wheel(index_server.root, "demo", "1.0")
     index_server.fail(index_server.file_path(wheel.name), status, times=2)
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     assert len(index_server.requests) == 3
 
 
@@ -233,7 +219,7 @@ def test_429_retry_after_is_honoured(index_server: IndexServer, cache: Path) -> 
     index_server.fail(index_server.file_path(wheel.name), 429, retry_after=1)
     start = time.monotonic()
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     assert time.monotonic() - start >= 0.95
     assert len(index_server.requests) == 2
 
@@ -243,7 +229,7 @@ def test_retry_after_is_capped(index_server: IndexServer, cache: Path) -> None:
     index_server.fail(index_server.file_path(wheel.name), 503, retry_after=3600)
     start = time.monotonic()
     with downloader(cache, max_retry_after=0.2) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     assert 0.2 <= time.monotonic() - start < 3
 
 
@@ -253,7 +239,7 @@ def test_retry_after_may_be_an_http_date(index_server: IndexServer, cache: Path)
     index_server.fail(index_server.file_path(wheel.name), 503, retry_after=later)
     start = time.monotonic()
     with downloader(cache, max_retry_after=0.3) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     assert 0.3 <= time.monotonic() - start < 3  # parsed (else ~0.01 s) and capped
 
 
@@ -261,7 +247,7 @@ def test_retries_are_bounded(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
     index_server.fail(index_server.file_path(wheel.name), 500, times=None)
     with downloader(cache, retries=2) as dl, pytest.raises(FetchError) as info:
-        dl.get(artifact(index_server, wheel))
+        dl.get(index_server.artifact(wheel))
     assert "3 attempts" in str(info.value) and "500" in str(info.value)
     assert wheel.name in str(info.value)
     assert len(index_server.requests) == 3
@@ -271,7 +257,7 @@ def test_timeout_is_retried(index_server: IndexServer, cache: Path) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
     index_server.delay(index_server.file_path(wheel.name), 1.5, times=1)
     with downloader(cache, timeout=0.3) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     assert len(index_server.requests) == 2
 
 
@@ -294,7 +280,7 @@ def test_body_cut_short_is_resumed_with_range(
     path = index_server.file_path(wheel.name)
     index_server.drop_after(path, 100_000, reset=reset)
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     first, second = index_server.requests_for(path)
     assert first.headers.get("Range") is None
     if not reset:
@@ -312,7 +298,7 @@ def test_body_cut_short_without_range_support_restarts(
     path = server.file_path(wheel.name)
     server.drop_after(path, 100_000, times=2)
     with downloader(cache) as dl:
-        assert dl.get(artifact(server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     requests = server.requests_for(path)
     assert len(requests) == 3
     assert all(r.headers.get("Range") is None for r in requests)
@@ -325,7 +311,7 @@ def test_unusable_partial_response_restarts(index_server: IndexServer, cache: Pa
     index_server.drop_after(path, 50_000)
     index_server.corrupt(path, wheel.read_bytes()[:-1] + b"!", times=1)  # first answer only
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     assert len(index_server.requests_for(path)) == 2
 
 
@@ -350,7 +336,7 @@ def test_netrc_credentials(
     index_server.require_auth("alice", PASSWORD)
     write_netrc(tmp_path, monkeypatch, PASSWORD)
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
     (request,) = index_server.requests
     assert request.headers.get("Authorization", "").startswith("Basic ")
 
@@ -364,7 +350,7 @@ def test_env_credentials(
     host = f"127.0.0.1:{index_server.port}" if with_port else "127.0.0.1"
     monkeypatch.setenv("WHEELHOUSE_AUTH", f"other.invalid=x:y\n {host}=alice:{PASSWORD}")
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
 
 
 def test_env_password_may_contain_colons_and_equals(
@@ -374,7 +360,7 @@ def test_env_password_may_contain_colons_and_equals(
     index_server.require_auth("alice", "a:b=c")
     monkeypatch.setenv("WHEELHOUSE_AUTH", "127.0.0.1=alice:a:b=c")
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
 
 
 def test_url_credentials_are_used_and_never_shown(index_server: IndexServer, cache: Path) -> None:
@@ -382,9 +368,9 @@ def test_url_credentials_are_used_and_never_shown(index_server: IndexServer, cac
     index_server.require_auth("alice", PASSWORD)
     url = f"http://alice:{PASSWORD}@127.0.0.1:{index_server.port}/files/{wheel.name}"
     with downloader(cache) as dl:
-        assert dl.get(artifact(index_server, wheel, url=url)).read_bytes() == wheel.read_bytes()
-        missing = artifact(
-            index_server, wheel, url=url.replace(wheel.name, "gone.whl"), sha256="1" * 64
+        assert dl.get(index_server.artifact(wheel, url=url)).read_bytes() == wheel.read_bytes()
+        missing = index_server.artifact(
+            wheel, url=url.replace(wheel.name, "gone.whl"), sha256="1" * 64
         )
         with pytest.raises(NotFoundError) as info:
             dl.get(missing)
@@ -402,7 +388,7 @@ def test_wrong_credentials_fail_without_leaking_the_password(
 ) -> None:
     wheel = make_wheel(index_server.root, "demo", "1.0")
     index_server.require_auth("alice", PASSWORD)
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     if source == "netrc":
         write_netrc(tmp_path, monkeypatch, WRONG)
     elif source == "env":
@@ -424,7 +410,7 @@ def test_missing_credentials_say_where_to_put_them(index_server: IndexServer, ca
     wheel = make_wheel(index_server.root, "demo", "1.0")
     index_server.require_auth("alice", PASSWORD)
     with downloader(cache) as dl, pytest.raises(FetchError) as info:
-        dl.get(artifact(index_server, wheel))
+        dl.get(index_server.artifact(wheel))
     assert "no credentials" in str(info.value) and "127.0.0.1=user:password" in str(info.value)
     (request,) = index_server.requests
     assert request.headers.get("Authorization") is None
@@ -451,7 +437,7 @@ def test_malformed_netrc_is_reported_without_the_secret(
     netrc.write_text("machine 127.0.0.1 login alice password pw\nTOPSECRET oops\n")
     monkeypatch.setenv("NETRC", str(netrc))
     with downloader(cache) as dl, pytest.raises(FetchError) as info:
-        dl.get(artifact(index_server, wheel))
+        dl.get(index_server.artifact(wheel))
     assert str(netrc) in str(info.value) and "TOPSECRET" not in str(info.value)
 
 
@@ -466,7 +452,7 @@ def test_redirect_to_another_host_does_not_forward_credentials(
     origin.redirect(path, other.file_url(wheel.name))
     monkeypatch.setenv("WHEELHOUSE_AUTH", f"127.0.0.1=alice:{PASSWORD}")
     with downloader(cache) as dl:
-        assert dl.get(artifact(origin, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(origin.artifact(wheel)).read_bytes() == wheel.read_bytes()
     (sent,) = origin.requests
     assert sent.headers.get("Authorization") is not None
     (received,) = other.requests
@@ -480,7 +466,7 @@ def test_redirect_within_the_same_origin_keeps_credentials(
     index_server.require_auth("alice", PASSWORD)
     index_server.redirect("/old/location.whl", index_server.file_url(wheel.name), status=301)
     monkeypatch.setenv("WHEELHOUSE_AUTH", f"127.0.0.1=alice:{PASSWORD}")
-    art = artifact(index_server, wheel, url=index_server.url + "/old/location.whl")
+    art = index_server.artifact(wheel, url=index_server.url + "/old/location.whl")
     with downloader(cache) as dl:
         assert dl.get(art).read_bytes() == wheel.read_bytes()
     assert [r.path for r in index_server.requests] == ["/old/location.whl", f"/files/{wheel.name}"]
@@ -579,7 +565,7 @@ def test_disabled_cache_uses_a_private_temp_dir(index_server: IndexServer, tmp_p
     wheel = make_wheel(index_server.root, "demo", "1.0")
     dl = downloader(False)
     assert dl.cache_dir is None
-    got = dl.get(artifact(index_server, wheel))
+    got = dl.get(index_server.artifact(wheel))
     assert got.read_bytes() == wheel.read_bytes()
     dl.close()
     assert not got.exists()
@@ -604,7 +590,7 @@ def test_uncreatable_default_cache_falls_back_to_temp(
     wheel = make_wheel(index_server.root, "demo", "1.0")
     with downloader(None) as dl:
         assert dl.cache_dir is None
-        assert dl.get(artifact(index_server, wheel)).read_bytes() == wheel.read_bytes()
+        assert dl.get(index_server.artifact(wheel)).read_bytes() == wheel.read_bytes()
 
 
 def test_explicit_uncreatable_cache_is_an_error(tmp_path: Path) -> None:
@@ -643,7 +629,7 @@ def test_get_many_raises_the_first_failure_and_cancels_the_rest(
     index_server: IndexServer, cache: Path
 ) -> None:
     wheels = [make_wheel(index_server.root, f"pkg{i}", "1.0") for i in range(8)]
-    arts = [artifact(index_server, w) for w in wheels]
+    arts = [index_server.artifact(w) for w in wheels]
     missing = dataclasses.replace(arts[0], url=index_server.file_url("missing.whl"))
     index_server.delay("/files/pkg*", 0.3)
     with downloader(cache, jobs=2) as dl, pytest.raises(NotFoundError) as info:
@@ -680,7 +666,7 @@ def test_tls_is_verified_and_ssl_cert_file_is_honoured(
 ) -> None:
     server = index_server_factory(tls=self_signed)
     wheel = make_wheel(server.root, "demo", "1.0")
-    art = artifact(server, wheel)
+    art = server.artifact(wheel)
     assert art.url is not None and art.url.startswith("https://127.0.0.1:")
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
@@ -697,7 +683,7 @@ def test_progress_only_when_asked_or_on_a_tty(
     index_server: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wheels = [make_wheel(index_server.root, f"pkg{i}", "1.0") for i in range(3)]
-    arts = [artifact(index_server, w) for w in wheels]
+    arts = [index_server.artifact(w) for w in wheels]
     with downloader(tmp_path / "c1", progress=None) as dl:
         dl.get_many(arts)
     assert capsys.readouterr().err == ""  # stderr is not a TTY under pytest
@@ -740,7 +726,7 @@ def test_pip_downloads_from_the_index_server(
 
 def test_two_threads_share_a_cache(index_server: IndexServer, cache: Path) -> None:
     wheel = big_wheel(index_server.root)
-    art = artifact(index_server, wheel)
+    art = index_server.artifact(wheel)
     index_server.delay("/files/*", 0.2)
     results: list[bytes] = []
     errors: list[BaseException] = []

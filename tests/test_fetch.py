@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from indexserver import IndexServer, make_sdist, make_wheel, server_factory, split_filename
+from indexserver import IndexServer, server_factory
+from sdistmaker import make_sdist
+from wheelmaker import make_wheel
 
 from wheelhouse.download import Downloader
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
@@ -50,26 +52,10 @@ def dl(tmp_path: Path) -> Iterator[Downloader]:
         yield downloader
 
 
-def artifact(server: IndexServer, path: Path, **changes: object) -> Artifact:
-    data = path.read_bytes()
-    ident = split_filename(path.name)
-    assert ident is not None
-    base = Artifact(
-        filename=path.name,
-        package=ident[0],
-        version=ident[1],
-        sha256=hashlib.sha256(data).hexdigest(),
-        kind="wheel" if path.name.endswith(".whl") else "sdist",
-        url=server.file_url(path.name),
-        size=len(data),
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
-
-
 def some_artifacts(server: IndexServer, count: int = 3) -> list[Artifact]:
     paths = [make_wheel(server.root, f"pkg{i}", "1.0") for i in range(count)]
     paths.append(make_sdist(server.root, "source-only", "2.0"))
-    return [artifact(server, p) for p in paths]
+    return [server.artifact(p) for p in paths]
 
 
 def assert_wheelhouse(dest: Path, artifacts: Sequence[Artifact], server_root: Path) -> None:

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from packaging.tags import parse_tag
-from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from wheelhouse.model import Artifact
+from wheelhouse.selection import candidate_identity
 
 __all__ = [
     "Member",
@@ -219,17 +219,18 @@ def corrupt_member(wheel: Path, name: str) -> None:
     wheel.write_bytes(bytes(data))
 
 
-def artifact_for(wheel: Path, **overrides: Any) -> Artifact:
-    """The ``Artifact`` a lock would have for ``wheel``; keyword arguments override fields."""
-    name, version, _build, _tags = parse_wheel_filename(wheel.name)
-    content = wheel.read_bytes()
+def artifact_for(file: Path, **overrides: Any) -> Artifact:
+    """The ``Artifact`` a lock would have for a wheel or sdist; keyword arguments override."""
+    ident = candidate_identity(file.name)
+    assert ident is not None, f"{file.name} is neither a wheel nor an sdist name"
+    content = file.read_bytes()
     fields: dict[str, Any] = {
-        "filename": wheel.name,
-        "package": canonicalize_name(name),
-        "version": str(version),
+        "filename": file.name,
+        "package": ident[0],
+        "version": str(ident[1]),
         "sha256": hashlib.sha256(content).hexdigest(),
-        "kind": "wheel",
-        "path": str(wheel),
+        "kind": "wheel" if file.name.endswith(".whl") else "sdist",
+        "path": str(file),
         "size": len(content),
     }
     fields.update(overrides)

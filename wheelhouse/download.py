@@ -55,7 +55,7 @@ from typing import IO, cast
 from wheelhouse import __version__
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
 from wheelhouse.model import Artifact
-from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
+from wheelhouse.tempfiles import fsync_dir, remove_stale_temps, temp_prefix
 
 __all__ = ["Downloader", "check_filename", "default_cache_dir", "env_credentials", "redact"]
 
@@ -361,15 +361,6 @@ class _Sink:
             raise _WriteError(error) from error
         self.hasher = hashlib.sha256()
         self.size = 0
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _file_matches(path: Path, sha256: str, size: int | None) -> tuple[bool, os.stat_result | None]:
@@ -970,7 +961,7 @@ class Downloader:
                 if actual[0] == sha256 and artifact.size in (None, actual[1]):
                     os.chmod(tmp, 0o644)
                     os.replace(tmp, final)
-                    _fsync_dir(final.parent)
+                    fsync_dir(final.parent)
                     return final
             finally:
                 with contextlib.suppress(FileNotFoundError):

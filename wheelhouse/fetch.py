@@ -26,7 +26,7 @@ from pathlib import Path
 from wheelhouse.download import Downloader, unique_by_filename
 from wheelhouse.errors import FetchError, HashMismatchError
 from wheelhouse.model import Artifact
-from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
+from wheelhouse.tempfiles import fsync_dir, remove_stale_temps, temp_prefix
 
 __all__ = ["fetch"]
 
@@ -42,7 +42,7 @@ def fetch(artifacts: Sequence[Artifact], dest: Path, downloader: Downloader) -> 
         if dest.is_dir():
             remove_stale_temps(dest, prefix="")
             _fill(dest, wanted, downloader, keep_existing=True)
-            _fsync_dir(dest)
+            fsync_dir(dest)
         elif dest.exists() or dest.is_symlink():
             raise FetchError(
                 f"the wheelhouse destination {dest} exists and is not a directory; remove it or "
@@ -74,12 +74,12 @@ def _create(dest: Path, wanted: dict[str, Artifact], downloader: Downloader) -> 
         # No sibling possible (e.g. only dest itself may be created): fill it in place.
         _mkdir(dest)
         _fill(dest, wanted, downloader, keep_existing=True)
-        _fsync_dir(dest)
+        fsync_dir(dest)
         return
     try:
         _fill(tmp, wanted, downloader, keep_existing=False)
         os.chmod(tmp, DIR_MODE)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, dest)
         except OSError:
@@ -87,8 +87,8 @@ def _create(dest: Path, wanted: dict[str, Artifact], downloader: Downloader) -> 
                 raise
             # A concurrent fetch created dest first: merge into it, keeping its correct files.
             _fill(dest, wanted, downloader, keep_existing=True)
-            _fsync_dir(dest)
-        _fsync_dir(parent)
+            fsync_dir(dest)
+        fsync_dir(parent)
     except OSError as error:
         raise FetchError(
             f"cannot create the wheelhouse {dest}: {error.strerror or error}; check the "
@@ -181,10 +181,3 @@ def _is_correct(path: Path, artifact: Artifact, *, sync: bool = False) -> bool:
     return digest == artifact.sha256.lower()
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -59,3 +59,13 @@ def _alive(pid: int) -> bool:
     except OSError:  # e.g. EPERM: it exists, owned by someone else
         return True
     return True
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort: not every filesystem allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
