@@ -189,7 +189,7 @@ class IndexServer:
         """The lock's ``Artifact`` for ``file`` as served here (by URL); ``changes`` override."""
         from wheelmaker import artifact_for
 
-        return artifact_for(file, url=self.file_url(file.name), path=None, **changes)
+        return artifact_for(file, **{"url": self.file_url(file.name), "path": None, **changes})
 
     def add_file(self, filename: str, data: bytes) -> Path:
         path = self.root / filename
