@@ -54,7 +54,7 @@ class NotFoundError(FetchError):
 
 
 class HashMismatchError(FetchError):
-    """Downloaded bytes do not match the sha256 (or size) recorded in the lock."""
+    """Bytes (downloaded, or found in a wheelhouse) do not match the lock's sha256 or size."""
 
 
 # --- install stage -----------------------------------------------------------------------------

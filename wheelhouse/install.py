@@ -535,9 +535,10 @@ def _install_planned(
         artifact = wheel.artifact
         name = artifact.filename
         if summary["sha256"] != artifact.sha256.lower():
-            raise InstallError(
-                f"{name}: file {wheel.path} has sha256 {summary['sha256']} but the lock says "
-                f"{artifact.sha256}; the wheelhouse is stale or damaged: fetch it again"
+            raise errors.HashMismatchError(
+                f"{wheel.path}: sha256 {summary['sha256']} does not match the lock's "
+                f"{artifact.sha256} for {artifact.package} {artifact.version}; the wheelhouse is "
+                "stale or damaged: delete the file and run `wheelhouse fetch` again"
             )
         meta = f"{summary['dist_info']}/METADATA"
         if canonicalize_name(summary["name"]) != canonicalize_name(artifact.package):
