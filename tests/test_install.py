@@ -19,7 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wheelmaker import Member, artifact_for, corrupt_member, make_wheel
 
-from wheelhouse.errors import ConflictError, InstallError, RecordError, UnsafePathError
+from wheelhouse.errors import (
+    ConflictError,
+    HashMismatchError,
+    InstallError,
+    RecordError,
+    UnsafePathError,
+)
 from wheelhouse.install import InstallReport, install_env
 from wheelhouse.model import Artifact
 
@@ -405,7 +411,7 @@ def _filename_version(d: Path) -> Any:
 
 
 def _sha256(d: Path) -> Any:
-    return _one(make_wheel(d, "pkg", "1.0"), InstallError, "sha256", sha256="0" * 64)
+    return _one(make_wheel(d, "pkg", "1.0"), HashMismatchError, "sha256", sha256="0" * 64)
 
 
 def _conflict(d: Path) -> Any:

@@ -6,11 +6,12 @@ only and keeps to syntax that Python 3.8 understands. It talks to ``wheelhouse.i
 JSON document per line on stdin/stdout:
 
 1. worker -> ``{"hello": {...}}``: facts about the interpreter (version, real path, cache tag).
-2. main -> ``{"op": "plan", "wheels": [[index, path, filename], ...]}``. For each wheel the worker
-   reads the file, parses the zip central directory, RECORD, WHEEL, METADATA and
-   entry_points.txt, validates every member and answers ``{"plan": [...]}``: every destination
-   path with its RECORD hash. Nothing is written yet, so the main process can detect conflicts
-   between wheels first. Plans and wheel bytes stay in memory.
+2. main -> ``{"op": "plan", "wheels": [[index, path, filename, sha256, label], ...]}``. For
+   each wheel the worker reads the file, checks its sha256 against the lock's, parses the zip
+   central directory, RECORD, WHEEL, METADATA and entry_points.txt, validates every member and
+   answers ``{"plan": [...]}``: every destination path with its RECORD hash. Nothing is written
+   yet, so the main process can detect conflicts between wheels first. Plans and wheel bytes
+   stay in memory.
 3. main -> ``{"op": "install", "root": ..., "prefix": ..., "shebang": ..., "compile": ...}``, then
    one ``{"op": "wheel", "index": ..., "path": ..., "filename": ..., "skip": [...],
    "scripts": [[dest, text], ...]}`` per wheel to install (a wheel another worker planned is
@@ -325,8 +326,14 @@ class WheelPlan:
         self.warnings: list[str] = []
 
 
-def plan_wheel(index: int, path: str, filename: str, sp_rel: str, short: str) -> WheelPlan:
-    """Read and validate one wheel; its plan has destinations relative to the prefix."""
+def plan_wheel(
+    index: int, path: str, filename: str, expected: tuple[str, str], sp_rel: str, short: str
+) -> WheelPlan:
+    """Read and validate one wheel; its plan has destinations relative to the prefix.
+
+    ``expected`` is the lock's (sha256, "package version"): bytes that are not the locked ones
+    are refused before anything in them is parsed.
+    """
     plan = WheelPlan(index, filename)
     try:
         with open(path, "rb") as f:
@@ -337,6 +344,13 @@ def plan_wheel(index: int, path: str, filename: str, sp_rel: str, short: str) ->
         ) from None
     plan.data = data
     plan.sha256 = hashlib.sha256(data).hexdigest()
+    if plan.sha256 != expected[0]:
+        raise WorkerError(
+            "HashMismatchError",
+            f"{path}: sha256 {plan.sha256} does not match the lock's {expected[0]} for "
+            f"{expected[1]}; the wheelhouse is stale or damaged: delete the file and run "
+            "`wheelhouse fetch` again",
+        )
     view = memoryview(data)
     entries = read_central_directory(data, filename)
 
@@ -681,8 +695,8 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         job = json.loads(line)
         started = time.perf_counter()
         summaries = []
-        for index, path, filename in job["wheels"]:
-            plan = plan_wheel(index, path, filename, sp_rel, facts["short"])
+        for index, path, filename, sha256, label in job["wheels"]:
+            plan = plan_wheel(index, path, filename, (sha256, label), sp_rel, facts["short"])
             plans[index] = plan
             summaries.append(plan_summary(plan))
         planned = time.perf_counter()
@@ -705,7 +719,10 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
             index = task["index"]
             mine = plans.pop(index, None)
             if mine is None:  # planned by another worker: this one took it over
-                mine = plan_wheel(index, task["path"], task["filename"], sp_rel, facts["short"])
+                expected = (task["sha256"], task["label"])
+                mine = plan_wheel(
+                    index, task["path"], task["filename"], expected, sp_rel, facts["short"]
+                )
             installer.install(mine, set(task.get("skip", ())), task.get("scripts", []))
             _send(out, {"installed": index})
         seconds = {

@@ -75,7 +75,8 @@ class _Trace:
             print(f"wheelhouse.install {elapsed:7.3f} s: {what}", file=sys.stderr)
 
 
-_ERROR_KINDS: dict[str, type[InstallError]] = {
+_ERROR_KINDS: dict[str, type[errors.WheelhouseError]] = {
+    "HashMismatchError": errors.HashMismatchError,
     "InstallError": InstallError,
     "UnsafePathError": UnsafePathError,
     "RecordError": errors.RecordError,
@@ -205,6 +206,11 @@ def _resolve_python(python: str | None) -> str:
             f"of the Python the environment is for"
         )
     return os.path.abspath(found)
+
+
+def _identity(artifact: Artifact) -> list[str]:
+    """What a worker checks a wheel's bytes against: the lock's sha256, and who it is for."""
+    return [artifact.filename, artifact.sha256.lower(), f"{artifact.package} {artifact.version}"]
 
 
 def _file_size(artifact: Artifact, path: Path) -> int:
@@ -450,7 +456,7 @@ def install_env(
         sizes = [(i, _file_size(artifact, path)) for i, (artifact, path) in enumerate(wheels)]
         groups = _balance(sizes, jobs)
         for worker, group in zip(workers, groups, strict=True):
-            todo = [[i, str(wheels[i][1]), wheels[i][0].filename] for i in group]
+            todo = [[i, str(wheels[i][1]), *_identity(wheels[i][0])] for i in group]
             worker.send({"op": "plan", "wheels": todo})
         trace("plans requested")
         # while the workers plan: check the artifacts, import installer for the scripts
@@ -534,12 +540,6 @@ def _install_planned(
         assert summary is not None
         artifact = wheel.artifact
         name = artifact.filename
-        if summary["sha256"] != artifact.sha256.lower():
-            raise errors.HashMismatchError(
-                f"{wheel.path}: sha256 {summary['sha256']} does not match the lock's "
-                f"{artifact.sha256} for {artifact.package} {artifact.version}; the wheelhouse is "
-                "stale or damaged: delete the file and run `wheelhouse fetch` again"
-            )
         meta = f"{summary['dist_info']}/METADATA"
         if canonicalize_name(summary["name"]) != canonicalize_name(artifact.package):
             raise InstallError(
@@ -634,6 +634,8 @@ def _schedule(
                 "index": i,
                 "path": str(wheel.path),
                 "filename": wheel.artifact.filename,
+                "sha256": wheel.artifact.sha256.lower(),
+                "label": f"{wheel.artifact.package} {wheel.artifact.version}",
             }
             if wheel.scripts:
                 task["scripts"] = wheel.scripts
