@@ -492,7 +492,8 @@ def write_results(sections: dict[str, str]) -> None:
             text = text.rstrip("\n") + "\n\n" + body
         else:
             end = text.find("\n## ", start + len(header))
-            text = text[:start] + body + (text[end + 1 :] if end != -1 else "")
+            rest = text[end + 1 :] if end != -1 else ""
+            text = text[:start] + body.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     RESULTS.write_text(text, encoding="utf-8")
 
 
@@ -653,7 +654,8 @@ def lock_section(
 `.venv/bin/python benchmarks/bench_plone.py`, examples/plone/requirements.txt from PyPI over the
 network, {rounds} interleaved rounds, medians. Every run starts with EMPTY caches (new
 `WHEELHOUSE_CACHE_DIR`, `PIP_CACHE_DIR`, uv `--cache-dir`) in a new folder. What each does:
-`wheelhouse lock` runs pip's resolver (`--dry-run --report`), lists every file on the index, then
+`wheelhouse lock` runs pip's resolver (`--dry-run --report`), lists the index's files where pip
+took a binary wheel (to prefer a none-any one), then
 downloads and hashes the 242 chosen wheels (~70 MB) for the wheelhouse NAR hash; `pip lock`
 resolves and takes hashes from the index; `uv pip compile -o pylock.toml` resolves (metadata only).
 
