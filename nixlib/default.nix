@@ -9,7 +9,7 @@ let
   sdists = import ./sdists.nix;
 in
 lockLib // python // {
-  inherit (tool) mkTool;
+  inherit (tool) mkTool wheelhouseArgs;
   inherit (wheelhouse) mkWheelhouse;
   inherit (env) mkEnv nixpkgsPackages;
   inherit (sdists) mkSdistWheels targetSdists buildOverrides inputPaths normalizeName;

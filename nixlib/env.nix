@@ -3,6 +3,7 @@
 # packages need nothing: there are no per-package derivations to order.
 let
   interp = import ./python.nix;
+  toolLib = import ./tool.nix;
   lockLib = import ./lock.nix;
   sdists = import ./sdists.nix;
 in
@@ -54,12 +55,11 @@ rec {
       inherit name;
       system = builtins.currentSystem;
       builder = py.executable;
-      args = [ "-I" "-B" "-c" "import sys; sys.path.insert(0, sys.argv.pop(1)); import runpy; runpy.run_module('wheelhouse', run_name='__main__', alter_sys=True)"
-               "${tool}/lib/wheelhouse"
-               "install" lock "--wheelhouse" wheelhouse "--prefix" (builtins.placeholder "out")
-               "--target" wheelhouse.target.name "--python" py.executable ]
+      args = toolLib.wheelhouseArgs tool
+        ([ "install" lock "--wheelhouse" wheelhouse "--prefix" (builtins.placeholder "out")
+           "--target" wheelhouse.target.name "--python" py.executable ]
              ++ (if compile then [ ] else [ "--no-compile" ])
              ++ (if built != null then [ "--built" built ] else [ ])
-             ++ builtins.concatMap (p: [ "--exclude" p.name "--extra-site-packages" p.package ]) fromSet;
+             ++ builtins.concatMap (p: [ "--exclude" p.name "--extra-site-packages" p.package ]) fromSet);
     } // { inherit wheelhouse; };
 }

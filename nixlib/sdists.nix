@@ -4,6 +4,7 @@
 # still no per-package derivation; `mkEnv { built = ...; }` then installs the wheels it made.
 let
   interp = import ./python.nix;
+  toolLib = import ./tool.nix;
   lockLib = import ./lock.nix;
   inherit (builtins) attrNames concatMap elem filter isAttrs isString isPath isList listToAttrs
     mapAttrs replaceStrings toJSON typeOf;
@@ -123,11 +124,11 @@ rec {
       name = "sdist-wheels-${target.name}";
       system = builtins.currentSystem;
       builder = py.executable;
-      args = [ "-I" "-B" "-c" "import os, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv += ['--overrides', os.environ['overridesJsonPath']]; import runpy; runpy.run_module('wheelhouse', run_name='__main__', alter_sys=True)"
-               "${tool}/lib/wheelhouse"
-               "build-sdists" lock "--wheelhouse" wheelhouse "--output" (builtins.placeholder "out")
-               "--target" target.name "--python" py.executable "--jobs" (toString jobs) ]
-             ++ concatMap (n: [ "--exclude" n ]) exclude;
+      args = toolLib.wheelhouseArgs tool
+        ([ "build-sdists" lock "--wheelhouse" wheelhouse "--output" (builtins.placeholder "out")
+           "--target" target.name "--python" py.executable "--jobs" (toString jobs)
+           "--overrides" "@env:overridesJsonPath" ]
+         ++ concatMap (n: [ "--exclude" n ]) exclude);
       overridesJson = toJSON document;
       passAsFile = [ "overridesJson" ];
     } // { inherit target; };

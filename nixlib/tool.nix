@@ -38,4 +38,22 @@ in
       };
       wheels = builtins.concatStringsSep " " (map toString wheels);
     };
+
+  /* Builder arguments that run `python -m wheelhouse ARGS` from `tool`, isolated from the build
+     environment's PYTHONPATH and user site (`-I`), writing no bytecode of its own (`-B`). An
+     argument `@env:NAME` is replaced by the value of the environment variable NAME at build
+     time (for paths only known then, such as a `passAsFile` file).
+
+     Type: wheelhouseArgs :: Derivation -> [String] -> [String]
+
+     Example:
+       wheelhouseArgs tool [ "fetch" ./pylock.toml "--dest" (builtins.placeholder "out") ]
+       => [ "-I" "-B" "-c" "..." "/nix/store/...-wheelhouse-tool/lib/wheelhouse" "fetch" ... ]
+  */
+  wheelhouseArgs = tool: args:
+    [ "-I" "-B" "-c"
+      ("import os, sys; sys.path.insert(0, sys.argv.pop(1)); "
+       + "sys.argv = [os.environ[a[5:]] if a.startswith('@env:') else a for a in sys.argv]; "
+       + "import runpy; runpy.run_module('wheelhouse', run_name='__main__', alter_sys=True)")
+      "${tool}/lib/wheelhouse" ] ++ args;
 }

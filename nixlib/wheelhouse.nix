@@ -4,6 +4,7 @@
 let
   interp = import ./python.nix;
   lockLib = import ./lock.nix;
+  toolLib = import ./tool.nix;
 in
 {
   /* Fetch a lock target's artifacts into one store path.
@@ -37,9 +38,8 @@ in
       name = "wheelhouse-${chosen.name}-${digest}";
       system = builtins.currentSystem;
       builder = py.executable;
-      args = [ "-I" "-B" "-c" "import sys; sys.path.insert(0, sys.argv.pop(1)); import runpy; runpy.run_module('wheelhouse', run_name='__main__', alter_sys=True)"
-               "${tool}/lib/wheelhouse"
-               "fetch" lock "--dest" (builtins.placeholder "out") "--target" chosen.name "--no-cache" ];
+      args = toolLib.wheelhouseArgs tool
+        [ "fetch" lock "--dest" (builtins.placeholder "out") "--target" chosen.name "--no-cache" ];
       outputHashMode = "recursive";
       outputHashAlgo = "sha256";
       outputHash = hash;

@@ -8,6 +8,7 @@ deadline, since some examples write files.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -333,7 +334,8 @@ def test_data_scheme_members_land_in_the_prefix_or_are_rejected(scheme: str, pat
         )
         member = f"pkg-1.0.data/{scheme}/{path}"
         try:
-            plan = worker.plan_wheel(0, str(wheel), wheel.name, sp_rel, "3.11")
+            expected = (hashlib.sha256(wheel.read_bytes()).hexdigest(), "pkg 1.0")
+            plan = worker.plan_wheel(0, str(wheel), wheel.name, expected, sp_rel, "3.11")
         except worker.WorkerError as exc:
             assert exc.kind in ("UnsafePathError", "InstallError"), exc.message
             assert wheel.name in exc.message
