@@ -51,7 +51,7 @@ from wheelhouse.errors import (
     UsageError,
 )
 from wheelhouse.install import install_env
-from wheelhouse.model import Artifact
+from wheelhouse.model import Artifact, same_version
 from wheelhouse.resolve import Inputs, pip_environment
 
 __all__ = [
@@ -441,13 +441,6 @@ def _verify(art: Artifact, wheelhouse: Path) -> Path:
     return path
 
 
-def _same_version(a: str, b: str) -> bool:
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
-
-
 def _site_packages(prefix: Path) -> Path:
     found = sorted(prefix.glob("lib/python*/site-packages"))
     if len(found) != 1:
@@ -525,7 +518,7 @@ def _build_one(
         w_name, w_version, _, _ = parse_wheel_filename(name)
     except (InvalidWheelFilename, InvalidVersion) as exc:
         raise BuildError(f"building {package}: the backend wrote {name}: {exc}") from None
-    if w_name != canonicalize_name(package) or not _same_version(str(w_version), art.version):
+    if w_name != canonicalize_name(package) or not same_version(str(w_version), art.version):
         raise BuildError(
             f"building {package}: the backend built {name} ({w_name} {w_version}) from "
             f"{art.filename}, but the lock says {package} {art.version}; the sdist's metadata "

@@ -50,11 +50,11 @@ from packaging.utils import (
     canonicalize_name,
     parse_wheel_filename,
 )
-from packaging.version import InvalidVersion, Version
+from packaging.version import InvalidVersion
 
 from wheelhouse import errors
 from wheelhouse.errors import ConflictError, InstallError, UnsafePathError
-from wheelhouse.model import Artifact
+from wheelhouse.model import Artifact, same_version
 from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
 
 __all__ = ["InstallReport", "install_env"]
@@ -239,7 +239,7 @@ def _check_artifacts(
         except (InvalidWheelFilename, InvalidVersion) as e:
             raise InstallError(f"{name}: is not a valid wheel filename ({e})") from None
         package = canonicalize_name(artifact.package)
-        if w_name != package or not _same_version(str(w_version), artifact.version):
+        if w_name != package or not same_version(str(w_version), artifact.version):
             raise InstallError(
                 f"{name}: wheel filename names {w_name} {w_version} but the lock entry is "
                 f"{artifact.package} {artifact.version}; the lock and the wheelhouse disagree: "
@@ -259,13 +259,6 @@ def _check_artifacts(
             )
         out.append(_Wheel(index, artifact, Path(path), size))
     return out
-
-
-def _same_version(a: str, b: str) -> bool:
-    try:
-        return Version(a) == Version(b)
-    except InvalidVersion:
-        return a == b
 
 
 def _balance(items: list[tuple[int, int]], jobs: int) -> list[list[int]]:
@@ -547,7 +540,7 @@ def _install_planned(
                 f"{artifact.package!r}; the wheel does not belong to this lock entry: re-lock "
                 f"or re-fetch"
             )
-        if not _same_version(summary["version"], artifact.version):
+        if not same_version(summary["version"], artifact.version):
             raise InstallError(
                 f"{name}: {meta} says Version {summary['version']!r} but the lock expects "
                 f"{artifact.version!r}; the wheel does not belong to this lock entry: re-lock "

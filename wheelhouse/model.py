@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from packaging.version import InvalidVersion, Version
+
 ArtifactKind = Literal["wheel", "sdist"]
 
 
@@ -37,3 +39,11 @@ class Artifact:
     def location(self) -> str:
         """Where the bytes come from, for messages."""
         return self.url or self.path or self.filename
+
+
+def same_version(a: str, b: str) -> bool:
+    """PEP 440 equality (``1.0`` is ``1.0.0``): how a wheel's own version meets the lock's."""
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
