@@ -173,3 +173,53 @@ def write_lock(path: Path, data: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(lockfile.render(data))
     return path
+
+
+# --- a small valid lock, for tests that break one thing at a time ----------------------------
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+A_WHEEL = "alpha-1.0-py3-none-any.whl"
+B_WHEEL = "beta-2.0-py3-none-any.whl"
+
+
+def good_lock() -> dict[str, Any]:
+    return {
+        "lock-version": "1.0",
+        "created-by": "wheelhouse",
+        "packages": [
+            {
+                "name": "alpha",
+                "version": "1.0",
+                "wheels": [
+                    {
+                        "name": A_WHEEL,
+                        "url": f"https://example.org/files/{A_WHEEL}",
+                        "size": 10,
+                        "hashes": {"sha256": SHA_A},
+                    }
+                ],
+            },
+            {
+                "name": "beta",
+                "version": "2.0",
+                "wheels": [
+                    {"name": B_WHEEL, "path": f"wheels/{B_WHEEL}", "hashes": {"sha256": SHA_B}}
+                ],
+            },
+        ],
+        "tool": {
+            "wheelhouse": {
+                "lock-format": 1,
+                "targets": [
+                    {
+                        "name": TARGET.name,
+                        "python-version": TARGET.version_string,
+                        "marker": TARGET.marker,
+                        "artifacts": [A_WHEEL, B_WHEEL],
+                        "wheelhouse-nar-hash": "sha256-" + "A" * 43 + "=",
+                    }
+                ],
+            }
+        },
+    }

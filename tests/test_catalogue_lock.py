@@ -16,11 +16,15 @@ from typing import Any
 
 import pytest
 from contract import (
+    A_WHEEL,
+    B_WHEEL,
+    SHA_B,
     TARGET,
     assert_absent,
     assert_error,
     assert_error_line,
     assert_ok,
+    good_lock,
     run_cli,
     run_module,
     write_lock,
@@ -30,53 +34,7 @@ from wheelmaker import make_wheel
 
 from wheelhouse.errors import LockError, ResolutionError, SelectionError, WheelhouseError
 
-SHA_A = "a" * 64
-SHA_B = "b" * 64
-A_WHEEL = "alpha-1.0-py3-none-any.whl"
-B_WHEEL = "beta-2.0-py3-none-any.whl"
 TOKEN = "tok-9f8e7d6c5b4a"
-
-
-def good_lock() -> dict[str, Any]:
-    return {
-        "lock-version": "1.0",
-        "created-by": "wheelhouse",
-        "packages": [
-            {
-                "name": "alpha",
-                "version": "1.0",
-                "wheels": [
-                    {
-                        "name": A_WHEEL,
-                        "url": f"https://example.org/files/{A_WHEEL}",
-                        "size": 10,
-                        "hashes": {"sha256": SHA_A},
-                    }
-                ],
-            },
-            {
-                "name": "beta",
-                "version": "2.0",
-                "wheels": [
-                    {"name": B_WHEEL, "path": f"wheels/{B_WHEEL}", "hashes": {"sha256": SHA_B}}
-                ],
-            },
-        ],
-        "tool": {
-            "wheelhouse": {
-                "lock-format": 1,
-                "targets": [
-                    {
-                        "name": TARGET.name,
-                        "python-version": TARGET.version_string,
-                        "marker": TARGET.marker,
-                        "artifacts": [A_WHEEL, B_WHEEL],
-                        "wheelhouse-nar-hash": "sha256-" + "A" * 43 + "=",
-                    }
-                ],
-            }
-        },
-    }
 
 
 Edit = Callable[[dict[str, Any]], None]

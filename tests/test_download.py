@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from indexserver import IndexServer, server_factory
 from sdistmaker import make_sdist
-from wheelmaker import make_wheel
+from wheelmaker import artifact_for, make_wheel
 
 from wheelhouse.download import Downloader, check_filename, default_cache_dir, redact
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
@@ -530,15 +530,7 @@ def test_path_artifacts_are_relative_to_base_dir(tmp_path: Path, cache: Path) ->
     (lock_dir / "wheels").mkdir(parents=True)
     wheel = make_wheel(lock_dir / "wheels", "local", "1.0")
     data = wheel.read_bytes()
-    art = Artifact(
-        wheel.name,
-        "local",
-        "1.0",
-        hashlib.sha256(data).hexdigest(),
-        "wheel",
-        path=f"wheels/{wheel.name}",
-        size=len(data),
-    )
+    art = artifact_for(wheel, path=f"wheels/{wheel.name}")
     with downloader(cache, base_dir=lock_dir) as dl:
         got = dl.get(art)
         assert got.read_bytes() == data and got != wheel and got.is_relative_to(cache)

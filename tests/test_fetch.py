@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import stat
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 from indexserver import IndexServer, server_factory
 from sdistmaker import make_sdist
-from wheelmaker import make_wheel
+from wheelmaker import artifact_for, make_wheel
 
 from wheelhouse.download import Downloader
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
@@ -162,14 +161,7 @@ def test_path_artifacts_are_taken_relative_to_base_dir(tmp_path: Path) -> None:
     (project / "vendor").mkdir(parents=True)
     wheel = make_wheel(project / "vendor", "vendored", "0.1")
     data = wheel.read_bytes()
-    art = Artifact(
-        wheel.name,
-        "vendored",
-        "0.1",
-        hashlib.sha256(data).hexdigest(),
-        "wheel",
-        path=f"vendor/{wheel.name}",
-    )
+    art = artifact_for(wheel, path=f"vendor/{wheel.name}", size=None)
     with Downloader(tmp_path / "cache", base_dir=project, progress=False) as downloader:
         fetch([art], tmp_path / "wh", downloader)
     assert os.listdir(tmp_path / "wh") == [wheel.name]

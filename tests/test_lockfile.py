@@ -8,56 +8,10 @@ from typing import Any
 
 import pytest
 import tomli_w
+from contract import A_WHEEL, B_WHEEL, SHA_A, SHA_B, good_lock
 
 from wheelhouse import lockfile
 from wheelhouse.errors import LockError, SelectionError
-
-SHA_A = "a" * 64
-SHA_B = "b" * 64
-A_WHEEL = "alpha-1.0-py3-none-any.whl"
-B_WHEEL = "beta-2.0-py3-none-any.whl"
-
-
-def good_lock() -> dict[str, Any]:
-    return {
-        "lock-version": "1.0",
-        "created-by": "wheelhouse",
-        "packages": [
-            {
-                "name": "alpha",
-                "version": "1.0",
-                "wheels": [
-                    {
-                        "name": A_WHEEL,
-                        "url": f"https://example.org/{A_WHEEL}",
-                        "size": 10,
-                        "hashes": {"sha256": SHA_A},
-                    }
-                ],
-            },
-            {
-                "name": "beta",
-                "version": "2.0",
-                "wheels": [
-                    {"name": B_WHEEL, "path": f"wheels/{B_WHEEL}", "hashes": {"sha256": SHA_B}}
-                ],
-            },
-        ],
-        "tool": {
-            "wheelhouse": {
-                "lock-format": 1,
-                "targets": [
-                    {
-                        "name": "cp311-linux-x86_64",
-                        "python-version": "3.11",
-                        "marker": "m",
-                        "artifacts": [A_WHEEL, B_WHEEL],
-                        "wheelhouse-nar-hash": "sha256-x",
-                    }
-                ],
-            }
-        },
-    }
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:
