@@ -14,7 +14,6 @@ import hashlib
 import os
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -442,22 +441,6 @@ def test_stale_wheelhouse_hash_fails_and_leaves_nothing(
 
 
 # --- TLS ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "NIX_SSL_CERT_FILE"])

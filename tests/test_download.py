@@ -8,16 +8,15 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from indexserver import IndexServer, server_factory
+from indexserver import IndexServer
 from sdistmaker import make_sdist
 from wheelmaker import artifact_for, make_wheel
 
@@ -64,17 +63,6 @@ def big_wheel(directory: Path, name: str = "big", size: int = 300_000) -> Path:
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
-
-
-@pytest.fixture
-def index_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Factory]:
-    with server_factory(lambda: tmp_path_factory.mktemp("index")) as factory:
-        yield factory
-
-
-@pytest.fixture
-def index_server(index_server_factory: Factory) -> IndexServer:
-    return index_server_factory()
 
 
 # --- happy path and cache ----------------------------------------------------------------------
@@ -632,22 +620,6 @@ def test_get_many_raises_the_first_failure_and_cancels_the_rest(
 
 
 # --- TLS, progress -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def test_tls_is_verified_and_ssl_cert_file_is_honoured(

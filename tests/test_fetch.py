@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from indexserver import IndexServer, server_factory
+from indexserver import IndexServer
 from sdistmaker import make_sdist
 from wheelmaker import artifact_for, make_wheel
 
@@ -32,17 +32,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture
-def index_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Factory]:
-    with server_factory(lambda: tmp_path_factory.mktemp("index")) as factory:
-        yield factory
-
-
-@pytest.fixture
-def index_server(index_server_factory: Factory) -> IndexServer:
-    return index_server_factory()
 
 
 @pytest.fixture
