@@ -70,15 +70,22 @@ def run(python: Path, code: str) -> str:
     ).stdout.strip()
 
 
-def test_env_with_sdists_overrides_and_nixpkgs_package(
+def served_project(
     index_server_factory: Callable[..., IndexServer], tmp_path: Path
-) -> None:
+) -> tuple[IndexServer, Path]:
+    """The sdist test index on loopback, and an empty project directory to lock into."""
     root = tmp_path / "files"
     root.mkdir()
     build_sdist_index(root)
-    server = index_server_factory(root)
     project = tmp_path / "project"
     project.mkdir()
+    return index_server_factory(root), project
+
+
+def test_env_with_sdists_overrides_and_nixpkgs_package(
+    index_server_factory: Callable[..., IndexServer], tmp_path: Path
+) -> None:
+    server, project = served_project(index_server_factory, tmp_path)
     fake = FAKE_PACKAGE.format(name="tinybackend", python=HOST_PYTHON)
     (project / "default.nix").write_text(
         OFFLINE_NIX.format(python=HOST_PYTHON, root=ROOT, fake=fake)
@@ -117,12 +124,7 @@ def test_env_with_sdists_overrides_and_nixpkgs_package(
 def test_project_without_sdists_has_no_sdist_derivation(
     index_server_factory: Callable[..., IndexServer], tmp_path: Path
 ) -> None:
-    root = tmp_path / "files"
-    root.mkdir()
-    build_sdist_index(root)
-    server = index_server_factory(root)
-    project = tmp_path / "project"
-    project.mkdir()
+    server, project = served_project(index_server_factory, tmp_path)
     (project / "default.nix").write_text(
         f'(import {ROOT}/nixlib).mkProject {{ lock = ./pylock.toml; python = "{HOST_PYTHON}"; }}'
     )
