@@ -107,10 +107,12 @@ class IndexServer:
         ranges: bool = True,
         files_base: str | None = None,
         tls: tuple[Path, Path] | None = None,
+        hashes: bool = True,
     ) -> None:
         """``requires_python``/``yanked``: per file name; ``json_api=False``: HTML only;
         ``ranges=False``: no ``Range`` support; ``files_base``: absolute base URL for file links
-        (another server); ``tls``: ``(certfile, keyfile)`` to serve HTTPS."""
+        (another server); ``tls``: ``(certfile, keyfile)`` to serve HTTPS; ``hashes=False``:
+        file links without hashes (plain HTML indexes, find-links pages)."""
         self.root = Path(root)
         self.requires_python: dict[str, str] = dict(requires_python or {})
         self.yanked: dict[str, str] = dict(yanked or {})
@@ -118,6 +120,7 @@ class IndexServer:
         self.ranges = ranges
         self.files_base = files_base
         self.tls = tls
+        self.hashes = hashes
         self.requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._auth: list[tuple[str, str]] = []  # (pattern, expected header)
@@ -370,7 +373,7 @@ class IndexServer:
                 item: dict[str, Any] = {
                     "filename": filename,
                     "url": href,
-                    "hashes": {"sha256": sha256},
+                    "hashes": {"sha256": sha256} if self.hashes else {},
                     "size": size,
                 }
                 if filename in self.requires_python:
@@ -389,7 +392,8 @@ class IndexServer:
             return
         links = []
         for filename, href, sha256, _size in entries:
-            attrs = f'href="{html.escape(href)}#sha256={sha256}"'
+            fragment = f"#sha256={sha256}" if self.hashes else ""
+            attrs = f'href="{html.escape(href + fragment)}"'
             if filename in self.requires_python:
                 attrs += f' data-requires-python="{html.escape(self.requires_python[filename])}"'
             if filename in self.yanked:

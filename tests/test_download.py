@@ -130,6 +130,28 @@ def test_same_artifact_twice_is_fetched_once(index_server: IndexServer, cache: P
     assert len(index_server.requests) == 1
 
 
+def test_get_unhashed_downloads_once_into_the_cache(index_server: IndexServer, cache: Path) -> None:
+    """A file listed without a hash: one download gives its sha256 and fills the cache."""
+    wheel = make_wheel(index_server.root, "demo", "1.0")
+    art = index_server.artifact(wheel)
+    with downloader(cache) as dl:
+        path, sha256 = dl.get_unhashed(index_server.file_url(wheel.name), wheel.name)
+        assert sha256 == art.sha256
+        assert path.read_bytes() == wheel.read_bytes()
+        assert path.is_relative_to(cache) and sha256 in path.parts
+        assert [p.name for p in cache.iterdir()] == ["sha256"]  # no temp file left
+        assert dl.get(art) == path
+    assert len(index_server.requests) == 1
+
+
+def test_get_unhashed_404_names_the_file(index_server: IndexServer, cache: Path) -> None:
+    name = "gone-1.0-py3-none-any.whl"
+    with downloader(cache) as dl, pytest.raises(NotFoundError) as info:
+        dl.get_unhashed(index_server.file_url(name), name)
+    assert name in str(info.value) and "404" in str(info.value)
+    assert [p.name for p in cache.iterdir()] == []
+
+
 # --- wrong bytes -------------------------------------------------------------------------------
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import subprocess
 import sys
 import tomllib
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -290,3 +292,28 @@ def test_index_is_listed_only_where_pip_took_a_binary_wheel(
         if r.path.startswith("/simple/") and "wheelhouse" in r.headers.get("user-agent", "")
     )
     assert ours == ["/simple/delta/", "/simple/gamma/"]
+
+
+def test_files_listed_without_hashes_are_downloaded_once(
+    index_server_factory: Callable[..., IndexServer], tmp_path: Path
+) -> None:
+    """Plain HTML indexes and find-links pages give no hashes: the locker hashes each such file
+    from ONE download, which the wheelhouse NAR hash then reads from the cache."""
+    root = tmp_path / "files"
+    root.mkdir()
+    build_demo_index(root, uuid.uuid4().hex)
+    server = index_server_factory(root, hashes=False, json_api=False)
+    data = lock(server, tmp_path / "pylock.toml")
+    wheels = {w["name"]: w for p in data["packages"] for w in p.get("wheels", [])}
+    for name in chosen(data):
+        assert (
+            wheels[name]["hashes"]["sha256"]
+            == hashlib.sha256((root / name).read_bytes()).hexdigest()
+        )
+    ours = [
+        urllib.parse.unquote(r.path.rpartition("/")[2])
+        for r in server.requests
+        if r.path.startswith("/files/") and "wheelhouse" in r.headers.get("user-agent", "")
+    ]
+    assert ours, "the locker downloaded nothing itself: the test no longer covers hashless files"
+    assert sorted(ours) == sorted(set(ours)), f"downloaded more than once: {sorted(ours)}"

@@ -42,7 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -820,6 +820,44 @@ class Downloader:
             progress.close()
         return {name: results[name] for name in unique}
 
+    def get_unhashed(self, url: str, filename: str) -> tuple[Path, str]:
+        """Download a file its index lists without a hash, once: the cached file and its sha256.
+
+        The locker records that hash; a later ``get`` or ``get_many`` of the artifact then finds
+        the file in the cache instead of downloading it a second time.
+        """
+        name = check_filename(filename)
+        cancel = threading.Event()
+        progress = self._make_progress(1)
+        root = self._root()
+
+        def fill(sink: _Sink) -> None:
+            self._transfer(url, sink, what=name, accept=None, limit=None, cancel=cancel)
+
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp, (sha256, _size) = self._fill_temp(root, name, fill, progress)
+            try:
+                entry_dir = root / "sha256" / sha256[:2] / sha256
+                entry_dir.mkdir(parents=True, exist_ok=True)
+                final = entry_dir / name
+                os.replace(tmp, final)
+                fsync_dir(entry_dir)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            progress.file_done()
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            raise FetchError(
+                f"{name}: {_describe(error)}{where}; check that the cache directory {root} is "
+                "writable and has room, or choose another one (--cache-dir, or "
+                "WHEELHOUSE_CACHE_DIR)"
+            ) from error
+        finally:
+            progress.close()
+        return final, sha256
+
     def _get_parallel(
         self,
         unique: dict[str, Artifact],
@@ -922,44 +960,22 @@ class Downloader:
         progress: _Progress,
     ) -> Path:
         """Put verified bytes at ``final`` (via a temp file in its directory)."""
-        name = artifact.filename
         source = self._source(artifact)
+
+        def fill(sink: _Sink) -> None:
+            if isinstance(source, Path):
+                self._copy_local(artifact, source, sink, cancel)
+            else:
+                self._transfer(
+                    source, sink, what=artifact.filename, accept=None, limit=artifact.size,
+                    cancel=cancel,
+                )  # fmt: skip
+
         actual: tuple[str, int] = ("", 0)
         for _attempt in range(2):
-            remove_stale_temps(final.parent, prefix=f".{name}", min_age=_STALE_CACHE_TEMP_AGE)
-            fd, tmp_name = tempfile.mkstemp(
-                dir=final.parent, prefix=temp_prefix(name)
-            )
-            tmp = Path(tmp_name)
+            tmp, actual = self._fill_temp(final.parent, artifact.filename, fill, progress)
             try:
-                try:
-                    with os.fdopen(fd, "w+b") as file:
-                        sink = _Sink(file, progress)
-                        if isinstance(source, Path):
-                            self._copy_local(artifact, source, sink, cancel)
-                        else:
-                            self._transfer(
-                                source,
-                                sink,
-                                what=name,
-                                accept=None,
-                                limit=artifact.size,
-                                cancel=cancel,
-                            )
-                        file.flush()
-                        os.fsync(file.fileno())
-                except (_WriteError, OSError) as error:
-                    # Also what the buffered file's flush or close raises (e.g. ENOSPC): the
-                    # network's OSErrors are handled (retried) inside _transfer.
-                    cause = error.error if isinstance(error, _WriteError) else error
-                    raise FetchError(
-                        f"{name}: cannot write to the cache ({tmp}): {_describe(cause)}; free "
-                        "some space or choose another cache directory (--cache-dir, or "
-                        "WHEELHOUSE_CACHE_DIR)"
-                    ) from None
-                actual = (sink.hasher.hexdigest(), sink.size)
                 if actual[0] == sha256 and artifact.size in (None, actual[1]):
-                    os.chmod(tmp, 0o644)
                     os.replace(tmp, final)
                     fsync_dir(final.parent)
                     return final
@@ -969,6 +985,36 @@ class Downloader:
             if isinstance(source, Path):
                 break
         raise HashMismatchError(_mismatch_message(artifact, source, sha256, actual))
+
+    @staticmethod
+    def _fill_temp(
+        directory: Path, name: str, fill: Callable[[_Sink], None], progress: _Progress
+    ) -> tuple[Path, tuple[str, int]]:
+        """A new fsynced temp file in ``directory`` holding what ``fill`` writes: the file, and
+        the sha256 and size of its bytes. The caller moves or deletes the file."""
+        remove_stale_temps(directory, prefix=f".{name}", min_age=_STALE_CACHE_TEMP_AGE)
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=temp_prefix(name))
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w+b") as file:
+                sink = _Sink(file, progress)
+                fill(sink)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(tmp, 0o644)
+        except (_WriteError, OSError) as error:
+            tmp.unlink(missing_ok=True)
+            # Also what the buffered file's flush or close raises (e.g. ENOSPC): the network's
+            # OSErrors are handled (retried) inside _transfer.
+            cause = error.error if isinstance(error, _WriteError) else error
+            raise FetchError(
+                f"{name}: cannot write to the cache ({tmp}): {_describe(cause)}; free some space "
+                "or choose another cache directory (--cache-dir, or WHEELHOUSE_CACHE_DIR)"
+            ) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, (sink.hasher.hexdigest(), sink.size)
 
     def _copy_local(
         self, artifact: Artifact, source: Path, sink: _Sink, cancel: threading.Event

@@ -134,9 +134,7 @@ def _place(source: Path, directory: Path, artifact: Artifact, downloader: Downlo
         if attempt:
             # The cache entry vanished or changed after get(): get() re-verifies (and evicts).
             source = downloader.get(artifact)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=directory, prefix=temp_prefix(artifact.filename)
-        )
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=temp_prefix(artifact.filename))
         os.close(fd)
         tmp = Path(tmp_name)
         try:
@@ -179,5 +177,3 @@ def _is_correct(path: Path, artifact: Artifact, *, sync: bool = False) -> bool:
     except OSError:
         return False
     return digest == artifact.sha256.lower()
-
-

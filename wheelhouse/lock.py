@@ -71,8 +71,7 @@ def _complete(cand: Candidate, row: Resolved, downloader: Downloader, lock_dir: 
             sha256 = hashlib.sha256(Path(cand.path).read_bytes()).hexdigest()
         else:
             assert cand.url is not None
-            body, _, _ = downloader.read(cand.url)
-            sha256 = hashlib.sha256(body).hexdigest()
+            _, sha256 = downloader.get_unhashed(cand.url, cand.filename)
     return Artifact(
         filename=cand.filename,
         package=row.name,
