@@ -967,9 +967,13 @@ class Downloader:
                 self._copy_local(artifact, source, sink, cancel)
             else:
                 self._transfer(
-                    source, sink, what=artifact.filename, accept=None, limit=artifact.size,
+                    source,
+                    sink,
+                    what=artifact.filename,
+                    accept=None,
+                    limit=artifact.size,
                     cancel=cancel,
-                )  # fmt: skip
+                )
 
         actual: tuple[str, int] = ("", 0)
         for _attempt in range(2):
