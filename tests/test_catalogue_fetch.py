@@ -416,8 +416,11 @@ def test_file_size_limit_is_a_clear_error_and_leaves_nothing(
     assert_error_line(proc.returncode, proc.stderr, 1, s.big.name, "File too large", "free")
     assert_absent(dest)
     files = [p for p in cache.rglob("*") if p.is_file()]
-    assert [p.name for p in files] == [s.wheels[1].name]  # no temp file, no partial big wheel
-    assert files[0].read_bytes() == s.wheels[1].read_bytes()
+    # No temp file and no partial big wheel. The small wheel is there only if its download ended
+    # before the big one's failure cancelled it (under load it often has not).
+    assert [p.name for p in files] in ([], [s.wheels[1].name])
+    for file in files:
+        assert file.read_bytes() == s.wheels[1].read_bytes()
 
 
 # --- the lock changed, its wheelhouse hash did not ---------------------------------------------
