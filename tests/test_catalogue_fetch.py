@@ -443,6 +443,25 @@ def test_stale_wheelhouse_hash_fails_and_leaves_nothing(
     assert_ok(run_cli(capsys, "fetch", served.lock, "-d", dest, "--no-verify-nar"))
 
 
+def test_other_files_in_an_existing_wheelhouse_are_not_a_stale_hash(
+    served: Served, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lock's NAR hash covers the locked files only: a file of the user's and a concurrent
+    fetch's temp file in ``dest`` are left alone and do not fail the check."""
+    dest = tmp_path / "out" / "wh"
+    assert_ok(run_cli(capsys, "fetch", served.lock, "-d", dest))
+    (dest / "NOTES.txt").write_text("mine\n")
+    live = dest / f".{served.wheels[0].name}.wheelhouse-tmp-{os.getpid()}-abc123"
+    live.write_bytes(b"another fetch is writing this")
+    (dest / served.wheels[1].name).unlink()
+    assert_ok(run_cli(capsys, "fetch", served.lock, "-d", dest))
+    assert sorted(os.listdir(dest)) == sorted(
+        [live.name, "NOTES.txt", *(w.name for w in served.wheels)]
+    )
+    for wheel in served.wheels:
+        assert (dest / wheel.name).read_bytes() == wheel.read_bytes()
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 

@@ -225,15 +225,17 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
                 "the lock with `wheelhouse lock`"
             ) from None
     created = not os.path.lexists(args.dest)
-    fetch(artifacts, args.dest, _downloader(args, lock.directory))
+    paths = fetch(artifacts, args.dest, _downloader(args, lock.directory))
     if target is not None and expected is not None:
-        actual = nar.nar_sha256(args.dest)
+        # The hash of the locked files as the wheelhouse derivation holds them: other files in
+        # an existing ``dest`` (a concurrent fetch's temp file, the user's own) are not the lock's.
+        actual = nar.flat_directory_sha256({p.name: p for p in paths})
         if actual != expected:
             if created:  # a wheelhouse that is not the locked one is not left behind
                 shutil.rmtree(args.dest, ignore_errors=True)
             raise HashMismatchError(
                 f"{args.lock}: wheelhouse-nar-hash of target {target.name} is stale "
-                f"(lock says {target.nar_hash}, the fetched directory {args.dest} hashes to "
+                f"(lock says {target.nar_hash}, the fetched files in {args.dest} hash to "
                 f"{nar.sri(actual)}); the lock was edited by hand: regenerate it with "
                 "`wheelhouse lock`"
             )
