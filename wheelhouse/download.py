@@ -838,22 +838,16 @@ class Downloader:
             root.mkdir(parents=True, exist_ok=True)
             tmp, (sha256, _size) = self._fill_temp(root, name, fill, progress)
             try:
-                entry_dir = root / "sha256" / sha256[:2] / sha256
-                entry_dir.mkdir(parents=True, exist_ok=True)
-                final = entry_dir / name
+                final = self._cache_path(sha256, name)
+                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
-                fsync_dir(entry_dir)
+                fsync_dir(final.parent)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
             progress.file_done()
         except OSError as error:
-            where = f" ({error.filename})" if error.filename else ""
-            raise FetchError(
-                f"{name}: {_describe(error)}{where}; check that the cache directory {root} is "
-                "writable and has room, or choose another one (--cache-dir, or "
-                "WHEELHOUSE_CACHE_DIR)"
-            ) from error
+            raise self._cache_error(name, error) from error
         finally:
             progress.close()
         return final, sha256
@@ -903,8 +897,8 @@ class Downloader:
         name = check_filename(artifact.filename)
         sha256 = _check_sha256(artifact)
         try:
-            entry_dir = self._root() / "sha256" / sha256[:2] / sha256
-            final = entry_dir / name
+            final = self._cache_path(sha256, name)
+            entry_dir = final.parent
             ok, stat = _file_matches(final, sha256, artifact.size)
             if ok:
                 progress.file_done()
@@ -923,12 +917,19 @@ class Downloader:
             progress.file_done()
             return path
         except OSError as error:
-            where = f" ({error.filename})" if error.filename else ""
-            raise FetchError(
-                f"{name}: {_describe(error)}{where}; check that the cache directory "
-                f"{self._cache_root or '(a private temp dir)'} is writable and has room, or "
-                "choose another one (--cache-dir, or WHEELHOUSE_CACHE_DIR)"
-            ) from error
+            raise self._cache_error(name, error) from error
+
+    def _cache_path(self, sha256: str, name: str) -> Path:
+        """Where the cache keeps the file ``name`` whose bytes have this sha256."""
+        return self._root() / "sha256" / sha256[:2] / sha256 / name
+
+    def _cache_error(self, name: str, error: OSError) -> FetchError:
+        where = f" ({error.filename})" if error.filename else ""
+        return FetchError(
+            f"{name}: {_describe(error)}{where}; check that the cache directory "
+            f"{self._cache_root or '(a private temp dir)'} is writable and has room, or choose "
+            "another one (--cache-dir, or WHEELHOUSE_CACHE_DIR)"
+        )
 
     def _source(self, artifact: Artifact) -> str | Path:
         """Where to take the bytes from: a local path (preferred when present) or a URL."""
