@@ -11,7 +11,7 @@ in
 lockLib // python // {
   inherit (tool) mkTool wheelhouseArgs;
   inherit (wheelhouse) mkWheelhouse;
-  inherit (env) mkEnv nixpkgsPackages;
+  inherit (env) mkEnv nixpkgsPackages runpathArgs;
   inherit (sdists) mkSdistWheels targetSdists buildOverrides inputPaths normalizeName;
 
   /* The project-level entry point: a lock (and later the project source) to
@@ -19,19 +19,22 @@ lockLib // python // {
      (ONE derivation, see `mkSdistWheels`) builds them and the env installs its wheels; without
      sdists it is null and the env uses the wheelhouse directly. `fromNixpkgs` packages come from
      `pythonPackages` instead of the lock (and are neither built nor installed from it).
+     `patchelf` and `manylinuxLibs` run the env's RUNPATH pass (see `runpathArgs`).
 
-     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; } -> { tool; wheelhouse; sdistWheels; env; }
+     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; } -> { tool; wheelhouse; sdistWheels; env; }
 
      Example:
        (mkProject { src = ./.; lock = ./pylock.toml; python = pkgs.python3;
                     buildInputs = [ pkgs.stdenv.cc pkgs.pkg-config ];
                     overrides.psycopg2.nativeBuildInputs = [ pkgs.postgresql ];
-                    fromNixpkgs = [ "numpy" ]; pythonPackages = pkgs.python3.pkgs; }).env
+                    fromNixpkgs = [ "numpy" ]; pythonPackages = pkgs.python3.pkgs;
+                    patchelf = pkgs.patchelf; manylinuxLibs = [ pkgs.stdenv.cc.cc.lib pkgs.zlib ]; }).env
        => «derivation /nix/store/...-python-env.drv»
   */
   mkProject = { lock, python, src ? null, target ? null, cacert ? null, name ? "python-env"
               , tool ? (import ./tool.nix).mkTool { inherit python; }
-              , buildInputs ? [ ], overrides ? { }, fromNixpkgs ? [ ], pythonPackages ? { }, jobs ? 2 }:
+              , buildInputs ? [ ], overrides ? { }, fromNixpkgs ? [ ], pythonPackages ? { }, jobs ? 2
+              , patchelf ? null, manylinuxLibs ? [ ] }:
     let
       wh = (import ./wheelhouse.nix).mkWheelhouse { inherit lock python tool target cacert; };
       excluded = map sdists.normalizeName fromNixpkgs;
@@ -49,7 +52,7 @@ lockLib // python // {
       wheelhouse = wh;
       sdistWheels = built;
       env = (import ./env.nix).mkEnv {
-        inherit lock python tool name built fromNixpkgs pythonPackages;
+        inherit lock python tool name built fromNixpkgs pythonPackages patchelf manylinuxLibs;
         wheelhouse = wh;
       };
     };

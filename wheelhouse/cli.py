@@ -15,7 +15,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse import __version__, lockfile, nar
+from wheelhouse import __version__, lockfile, nar, rpath
 from wheelhouse.build import Overrides, build_sdists, load_overrides, wheels_for_sdists
 from wheelhouse.download import Downloader
 from wheelhouse.errors import (
@@ -27,7 +27,7 @@ from wheelhouse.errors import (
     WheelhouseError,
 )
 from wheelhouse.fetch import fetch
-from wheelhouse.install import install_env
+from wheelhouse.install import RunpathPass, install_env
 from wheelhouse.lock import Options, build_lock, write_lock
 from wheelhouse.model import Artifact
 from wheelhouse.resolve import Inputs, project_requirements
@@ -139,6 +139,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a site-packages dir, or a prefix holding lib/pythonX.Y/site-packages, to put on "
         "the env's sys.path (one .pth file)",
+    )
+    p.add_argument(
+        "--library-path",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="a prefix (its lib/) or directory of shared libraries for binary wheels; enables the "
+        "RUNPATH pass (repeatable)",
+    )
+    p.add_argument(
+        "--patchelf",
+        metavar="PATH",
+        help="patchelf program for the RUNPATH pass (enables it; default: patchelf on PATH when "
+        "--library-path is given)",
     )
 
     p = sub.add_parser(
@@ -275,10 +290,20 @@ def _cmd_install(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         replace=args.replace,
         extra_site_packages=args.extra_site_packages,
+        runpath=_runpath_pass(args),
     )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _runpath_pass(args: argparse.Namespace) -> RunpathPass | None:
+    if args.patchelf is None and not args.library_path:
+        return None
+    return RunpathPass(
+        patchelf=rpath.find_patchelf(args.patchelf),
+        library_dirs=tuple(rpath.library_dirs(args.library_path)),
+    )
 
 
 def _exclude(runtime: list[Artifact], names: Sequence[str], lock: Path) -> list[Artifact]:

@@ -72,6 +72,10 @@ class RecordError(InstallError):
     """A wheel's RECORD is missing, or a file's content disagrees with it."""
 
 
+class LibraryError(InstallError):
+    """Shared libraries that installed extension modules need are found nowhere (RUNPATH pass)."""
+
+
 class ConflictError(InstallError):
     """Two wheels write different content to the same path."""
 

@@ -52,7 +52,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion
 
-from wheelhouse import errors
+from wheelhouse import errors, rpath
 from wheelhouse.errors import ConflictError, InstallError, UnsafePathError
 from wheelhouse.model import Artifact, same_version
 from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
@@ -99,6 +99,14 @@ class InstallReport:
     """Console/GUI scripts generated from entry points."""
     warnings: tuple[str, ...] = ()
     """Things that did not stop the install, e.g. ``.py`` files that are not valid Python."""
+
+
+@dataclass(frozen=True)
+class RunpathPass:
+    """Settings of the RUNPATH pass: the patchelf program and the directories to search."""
+
+    patchelf: str
+    library_dirs: tuple[str, ...]
 
 
 @dataclass
@@ -421,6 +429,7 @@ def install_env(
     jobs: int | None = None,
     replace: bool = False,
     extra_site_packages: Sequence[Path] = (),
+    runpath: RunpathPass | None = None,
 ) -> InstallReport:
     """Install ``wheels`` (artifact, local file) into a new virtual environment at ``prefix``.
 
@@ -431,6 +440,9 @@ def install_env(
     (an existing one is kept). ``extra_site_packages`` (site-packages dirs, or prefixes holding
     ``lib/pythonX.Y/site-packages`` for the env's Python) join ``sys.path`` after the env's own
     packages through one ``.pth`` file: packages taken from elsewhere, e.g. nixpkgs.
+    ``runpath`` runs the RUNPATH pass (``wheelhouse.rpath``) over the env before it is moved into
+    place, so binary wheels find their libraries with an interpreter that is not a classic
+    distribution's (nixpkgs).
     """
     trace = _Trace()
     prefix = Path(os.path.abspath(prefix))
@@ -470,6 +482,19 @@ def install_env(
         if extra_sites:
             site = root / "lib" / f"python{facts['short']}" / "site-packages" / EXTRA_SITE_PTH
             site.write_text("".join(f"{path}\n" for path in extra_sites), encoding="utf-8")
+        if runpath is not None:
+            owners = {
+                dest: w.artifact.filename for w in items for dest, _h in (w.summary or {})["files"]
+            }
+            patched = rpath.fix_runpaths(
+                root,
+                f"lib/python{facts['short']}/site-packages",
+                interpreter,
+                runpath.patchelf,
+                runpath.library_dirs,
+                owners,
+            )
+            trace(f"RUNPATH set on {len(patched)} files")
         _move_into_place(root, prefix, replace)
         trace("moved into place")
         return report

@@ -21,4 +21,20 @@ in
     expr = lib.nixpkgsPackages { inherit lock target; fromNixpkgs = [ ]; pythonPackages = { }; };
     expected = [ ];
   };
+  noPatchelfNoPass = {
+    expr = lib.runpathArgs { patchelf = null; manylinuxLibs = [ ]; };
+    expected = [ ];
+  };
+  patchelfDerivationAndLibs = {
+    expr = lib.runpathArgs {
+      patchelf = { type = "derivation"; outPath = "/nix/store/fake-patchelf"; };
+      manylinuxLibs = [ { type = "derivation"; outPath = "/nix/store/fake-gcc-lib"; } "/opt/libs" ];
+    };
+    expected = [ "--patchelf" "/nix/store/fake-patchelf/bin/patchelf"
+                 "--library-path" "/nix/store/fake-gcc-lib" "--library-path" "/opt/libs" ];
+  };
+  patchelfProgramPath = {
+    expr = lib.runpathArgs { patchelf = "/usr/bin/patchelf"; manylinuxLibs = [ ]; };
+    expected = [ "--patchelf" "/usr/bin/patchelf" ];
+  };
 }
