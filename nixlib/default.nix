@@ -7,21 +7,27 @@ let
   lockLib = import ./lock.nix;
   python = import ./python.nix;
   sdists = import ./sdists.nix;
+  project = import ./project.nix;
 in
 lockLib // python // {
   inherit (tool) mkTool wheelhouseArgs;
   inherit (wheelhouse) mkWheelhouse;
   inherit (env) mkEnv nixpkgsPackages runpathArgs;
   inherit (sdists) mkSdistWheels targetSdists buildOverrides inputPaths normalizeName;
+  inherit (project) mkBdistWheel mkApp mkDevelop lockedProject cleanSource editableRoot;
 
-  /* The project-level entry point: a lock (and later the project source) to
-     `{ tool; wheelhouse; sdistWheels; env; }`. When the target installs sdists, `sdistWheels`
+  /* The project-level entry point: a lock and the project source to
+     `{ tool; wheelhouse; sdistWheels; env; bdist_wheel; build; develop; }`. `env` holds the
+     locked dependencies; the other three need `src` and a lock that records the project
+     (`wheelhouse lock PROJECT_DIR`): `bdist_wheel` is the project's wheel, `build` the
+     application (that wheel over `env`), `develop` the shell for `nix-shell -A develop` (the
+     project editable from the working tree, `devTools` on PATH). When the target installs sdists, `sdistWheels`
      (ONE derivation, see `mkSdistWheels`) builds them and the env installs its wheels; without
      sdists it is null and the env uses the wheelhouse directly. `fromNixpkgs` packages come from
      `pythonPackages` instead of the lock (and are neither built nor installed from it).
      `patchelf` and `manylinuxLibs` run the env's RUNPATH pass (see `runpathArgs`).
 
-     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; } -> { tool; wheelhouse; sdistWheels; env; }
+     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; devTools ? [ Derivation | String ]; } -> { tool; wheelhouse; sdistWheels; env; bdist_wheel; build; develop; }
 
      Example:
        (mkProject { src = ./.; lock = ./pylock.toml; python = pkgs.python3;
@@ -34,7 +40,7 @@ lockLib // python // {
   mkProject = { lock, python, src ? null, target ? null, cacert ? null, name ? "python-env"
               , tool ? (import ./tool.nix).mkTool { inherit python; }
               , buildInputs ? [ ], overrides ? { }, fromNixpkgs ? [ ], pythonPackages ? { }, jobs ? 2
-              , patchelf ? null, manylinuxLibs ? [ ] }:
+              , patchelf ? null, manylinuxLibs ? [ ], devTools ? [ ] }:
     let
       wh = (import ./wheelhouse.nix).mkWheelhouse { inherit lock python tool target cacert; };
       excluded = map sdists.normalizeName fromNixpkgs;
@@ -47,13 +53,32 @@ lockLib // python // {
           wheelhouse = wh;
           exclude = fromNixpkgs;
         };
-    in {
-      inherit tool;
-      wheelhouse = wh;
-      sdistWheels = built;
+      needSrc = what:
+        if src == null then throw "nixlib: mkProject's ${what} needs `src` (the project directory): pass src = ./.;"
+        else src;
       env = (import ./env.nix).mkEnv {
         inherit lock python tool name built fromNixpkgs pythonPackages patchelf manylinuxLibs;
         wheelhouse = wh;
+      };
+      bdist_wheel = project.mkBdistWheel {
+        src = needSrc "bdist_wheel";
+        inherit lock python tool jobs;
+        wheelhouse = wh;
+      };
+    in {
+      inherit tool env bdist_wheel;
+      wheelhouse = wh;
+      sdistWheels = built;
+      build = project.mkApp {
+        inherit python tool env;
+        wheel = bdist_wheel;
+        name = (project.lockedProject { lock = lockLib.readLock lock; lockPath = toString lock; }).name;
+      };
+      develop = project.mkDevelop {
+        src = needSrc "develop";
+        inherit lock python tool built devTools;
+        wheelhouse = wh;
+        name = "${name}-develop";
       };
     };
 }

@@ -9,6 +9,8 @@ unsafe-archive tests make ``../``, absolute, link and device members.
 ``[tool.tinybackend]`` in its pyproject.toml:
 
 * ``packages``: directories of the sdist that go into the wheel (default: the module name);
+  a source tree without ``PKG-INFO`` (a project) takes name and version from ``[project]``,
+  and ``[project.scripts]`` become console scripts;
 * ``dynamic-requires``: what ``get_requires_for_build_wheel`` returns;
 * ``imports``: modules imported at build time, whose ``VALUE`` is written into the wheel as
   ``<module>/_built_with.py`` (proving what the build environment held);
@@ -143,7 +145,17 @@ def _config():
         return {}
 
 
+def _project():
+    try:
+        with open("pyproject.toml", "rb") as f:
+            return tomllib.load(f).get("project", {})
+    except FileNotFoundError:
+        return {}
+
+
 def _pkg_info():
+    if not os.path.exists("PKG-INFO"):  # a project's source tree, not an sdist
+        return {"Name": _project()["name"], "Version": _project()["version"]}
     meta = {}
     with open("PKG-INFO", encoding="utf-8") as f:
         for line in f:
@@ -195,6 +207,10 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     if built_with:
         members[f"{module}/_built_with.py"] = "".join(built_with).encode()
     info = f"{dist}-{version}.dist-info"
+    scripts = _project().get("scripts", {})
+    if scripts:
+        points = "".join(f"{k} = {v}\n" for k, v in sorted(scripts.items()))
+        members[f"{info}/entry_points.txt"] = ("[console_scripts]\n" + points).encode()
     members[f"{info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
     )

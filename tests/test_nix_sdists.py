@@ -115,10 +115,9 @@ def test_env_with_sdists_overrides_and_nixpkgs_package(
     ]
     (site,) = env.glob("lib/python3.11/site-packages")
     assert not list(site.glob("tinybackend-*.dist-info"))
-    pth = (site / "wheelhouse-extra-site-packages.pth").read_text().split()
-    assert len(pth) == 1 and pth[0].endswith(
-        "-python3.11-tinybackend-nixpkgs/lib/python3.11/site-packages"
-    )
+    pth = (site / "wheelhouse-extra-site-packages.pth").read_text().splitlines()
+    assert len(pth) == 1 and pth[0].startswith("import site; site.addsitedir('/nix/store/")
+    assert pth[0].endswith("-python3.11-tinybackend-nixpkgs/lib/python3.11/site-packages')")
 
 
 def test_project_without_sdists_has_no_sdist_derivation(

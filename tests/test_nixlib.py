@@ -90,6 +90,10 @@ THROWS = {
         'fromNixpkgs = [ "a" ]; pythonPackages = { }; }',
         ['fromNixpkgs names "a"', "pythonPackages does not have", "pkgs.python3.pkgs"],
     ),
+    "lock without a project": (
+        f'(import ./nixlib).lockedProject {{ lock = {LOCK}; lockPath = "/p/pylock.toml"; }}',
+        ["/p/pylock.toml records no project", "wheelhouse lock PROJECT_DIR"],
+    ),
     "manylinuxLibs without patchelf": (
         '(import ./nixlib).runpathArgs { patchelf = null; manylinuxLibs = [ "/opt/zlib" ]; }',
         ['manylinuxLibs (["/opt/zlib"])', "pass patchelf = pkgs.patchelf"],

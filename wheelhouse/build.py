@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import venv
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +52,7 @@ from wheelhouse.errors import (
 )
 from wheelhouse.install import install_env
 from wheelhouse.model import Artifact, same_version
+from wheelhouse.project import read_project
 from wheelhouse.resolve import Inputs, pip_environment
 
 __all__ = [
@@ -344,7 +345,7 @@ def _hook_caller(
     )
 
 
-def _read_source_build_system(source: Path, filename: str) -> sdist.BuildSystem:
+def source_build_system(source: Path, filename: str) -> sdist.BuildSystem:
     pyproject = source / "pyproject.toml"
     if not pyproject.is_file():
         return sdist.LEGACY_BUILD_SYSTEM
@@ -364,7 +365,10 @@ def query_build_requires(path: Path, system: sdist.BuildSystem, inputs: Inputs) 
     lock's indexes, so what it answers does not depend on this machine's packages.
     """
     with tempfile.TemporaryDirectory(prefix="wheelhouse-requires-") as tmp:
-        source = sdist.extract(path, Path(tmp, "src"))
+        if path.is_dir():  # a project: its backend may write (egg-info), so it gets a copy
+            source = copy_source(path, Path(tmp, "src"))
+        else:
+            source = sdist.extract(path, Path(tmp, "src"))
         env_dir = Path(tmp, "env")
         venv.EnvBuilder(symlinks=True, with_pip=False, clear=True).create(env_dir)
         python = str(env_dir / "bin" / "python")
@@ -417,6 +421,17 @@ def query_build_requires(path: Path, system: sdist.BuildSystem, inputs: Inputs) 
     return reqs
 
 
+def copy_source(project: Path, dest: Path) -> Path:
+    """A project's tree as a backend should see it: no VCS data, caches or Nix result links."""
+    skip = {".git", ".hg", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+
+    def ignore(_dir: str, names: list[str]) -> set[str]:
+        return {n for n in names if n in skip or n.startswith("result")}
+
+    shutil.copytree(project, dest, symlinks=True, ignore=ignore)
+    return dest
+
+
 # --- building ------------------------------------------------------------------------------------
 
 
@@ -465,14 +480,47 @@ def _build_one(
     base_env: Mapping[str, str],
 ) -> tuple[Artifact, Path]:
     art = job.sdist
-    package = art.package
-    root = Path(tempfile.mkdtemp(prefix=f"{package}-", dir=work))
-    wheels: list[tuple[Artifact, Path]] = []
-    for dep in job.env:
-        if dep.kind == "sdist":
-            wheels.append(built[dep.filename])
-        else:
-            wheels.append((replace(dep, build_only=False), wheelhouse / dep.filename))
+    root = Path(tempfile.mkdtemp(prefix=f"{art.package}-", dir=work))
+    wheels = _env_wheels(job.env, built, wheelhouse)
+    return _build_wheel(
+        art.package,
+        art.version,
+        art.filename,
+        lambda: sdist.extract(job.path, root / "src"),
+        wheels,
+        root,
+        python,
+        overrides,
+        base_env,
+    )
+
+
+def _env_wheels(
+    env: Sequence[Artifact], built: Mapping[str, tuple[Artifact, Path]], wheelhouse: Path
+) -> list[tuple[Artifact, Path]]:
+    """A build environment's files as wheels to install: sdists replaced by what they built."""
+    return [
+        built[dep.filename]
+        if dep.kind == "sdist"
+        else (replace(dep, build_only=False), wheelhouse / dep.filename)
+        for dep in env
+    ]
+
+
+def _build_wheel(
+    package: str,
+    version: str | None,
+    origin: str,
+    unpack: Callable[[], Path],
+    wheels: list[tuple[Artifact, Path]],
+    root: Path,
+    python: str,
+    overrides: Overrides,
+    base_env: Mapping[str, str],
+) -> tuple[Artifact, Path]:
+    """Build ``package`` from the tree ``unpack`` lays out below ``root``, offline, in a fresh
+    environment holding exactly ``wheels``; check the wheel is ``package`` (and ``version``,
+    unless the project's version is dynamic). ``origin`` names the source in messages."""
     prefix = root / "env"
     try:
         install_env(wheels, prefix, python=python, compile_bytecode=False, jobs=1)
@@ -483,8 +531,8 @@ def _build_one(
     site = _site_packages(prefix)
     (site / "_wheelhouse_offline.py").write_text(OFFLINE_HOOK.format(package=package))
     (site / "_wheelhouse_offline.pth").write_text("import _wheelhouse_offline\n")
-    source = sdist.extract(job.path, root / "src")
-    system = _read_source_build_system(source, art.filename)
+    source = unpack()
+    system = source_build_system(source, origin)
     (root / "home").mkdir()
     env = build_environment(
         base_env,
@@ -504,7 +552,7 @@ def _build_one(
     if unmet:
         raise BuildError(
             f"building {package}: its backend asks for {', '.join(unmet)}, which the lock's build "
-            f"environment for {art.filename} lacks; regenerate the lock with `wheelhouse lock`"
+            f"environment for {origin} lacks; regenerate the lock with `wheelhouse lock`"
         )
     outdir = root / "out"
     outdir.mkdir()
@@ -518,16 +566,18 @@ def _build_one(
         w_name, w_version, _, _ = parse_wheel_filename(name)
     except (InvalidWheelFilename, InvalidVersion) as exc:
         raise BuildError(f"building {package}: the backend wrote {name}: {exc}") from None
-    if w_name != canonicalize_name(package) or not same_version(str(w_version), art.version):
+    if w_name != canonicalize_name(package) or (
+        version is not None and not same_version(str(w_version), version)
+    ):
         raise BuildError(
             f"building {package}: the backend built {name} ({w_name} {w_version}) from "
-            f"{art.filename}, but the lock says {package} {art.version}; the sdist's metadata "
-            "disagrees with its file name: lock a wheel of this package"
+            f"{origin}, but the lock says {package} {version}; the metadata disagrees with the "
+            "lock: lock a wheel of this package, or re-lock the project"
         )
     result = Artifact(
         filename=name,
         package=package,
-        version=art.version,
+        version=str(w_version) if version is None else version,
         sha256=_sha256(wheel),
         kind="wheel",
         size=wheel.stat().st_size,
@@ -611,25 +661,101 @@ def build_sdists(
             f"an sdist (its sdists: {', '.join(sorted(known)) or 'none'}); drop those overrides"
         )
     order = _plan(envs, runtime_sdists)
+    output = Path(os.path.abspath(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
+    try:
+        built = _build_sdists(order, envs, by_filename, wheelhouse, work, python, overrides, jobs)
+        return _publish([built[f][1] for f in order], output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build_sdists(
+    order: Sequence[str],
+    envs: Mapping[str, Sequence[Artifact]],
+    by_filename: Mapping[str, Artifact],
+    wheelhouse: Path,
+    work: Path,
+    python: str,
+    overrides: Overrides,
+    jobs: int,
+) -> dict[str, tuple[Artifact, Path]]:
+    """Build the sdists of ``order`` (dependencies first, independent ones in parallel)."""
     for filename in order:
         for dep in [by_filename[filename], *envs[filename]]:
             if dep.kind == "wheel" or dep.filename == filename:
                 _verify(dep, wheelhouse)
     jobs_by_name = {f: _Job(by_filename[f], wheelhouse / f, tuple(envs[f])) for f in order}
     deps = {f: {a.filename for a in envs[f] if a.kind == "sdist"} for f in order}
+    return _run_parallel(
+        order,
+        deps,
+        lambda f, done: _build_one(
+            jobs_by_name[f], done, wheelhouse, work, python, overrides, dict(os.environ)
+        ),
+        max(1, jobs),
+    )
+
+
+def build_project(
+    lock: lockfile.Lock,
+    target: lockfile.LockTarget,
+    source: Path,
+    wheelhouse: Path,
+    output: Path,
+    *,
+    python: str | None = None,
+    jobs: int = 1,
+    overrides: Overrides = Overrides(),
+) -> Path:
+    """Build the locked project from ``source`` into a wheel in ``output``, offline, with the
+    build environment the lock recorded for it (``project-build``), like an sdist's."""
+    python = python or sys.executable
+    project = lock.project
+    if project is None or target.project_build is None:
+        raise UsageError(
+            f"{lock.path} records no project (or no build environment for it in target "
+            f"{target.name}); lock the project directory: `wheelhouse lock PROJECT_DIR`"
+        )
+    info = read_project(source)
+    if canonicalize_name(info.name) != canonicalize_name(project.name):
+        raise UsageError(
+            f"{source} is project {info.name}, but {lock.path} is the lock of {project.name}; "
+            "pass the project's own directory or re-lock"
+        )
+    envs = lockfile.build_envs(lock, target)
+    by_filename = {a.filename: a for a in lockfile.artifacts_for(lock, target)}
+    missing = [f for f in target.project_build if f not in by_filename]
+    if missing:
+        raise UsageError(
+            f"{lock.path}: project-build of target {target.name} names {', '.join(missing)}, "
+            "which the target's wheelhouse lacks; regenerate the lock with `wheelhouse lock`"
+        )
+    env = [by_filename[f] for f in target.project_build]
+    for dep in env:
+        if dep.kind == "wheel":
+            _verify(dep, wheelhouse)
+    order = _plan(envs, [a.filename for a in env if a.kind == "sdist"])
     output = Path(os.path.abspath(output))
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
-        built = _run_parallel(
-            order,
-            deps,
-            lambda f, done: _build_one(
-                jobs_by_name[f], done, wheelhouse, work, python, overrides, dict(os.environ)
-            ),
-            max(1, jobs),
+        built = _build_sdists(order, envs, by_filename, wheelhouse, work, python, overrides, jobs)
+        root = work / "project"
+        root.mkdir()
+        _art, wheel = _build_wheel(
+            project.name,
+            info.version,
+            f"the project directory {source}",
+            lambda: copy_source(source, root / "src"),
+            _env_wheels(env, built, wheelhouse),
+            root,
+            python,
+            overrides,
+            dict(os.environ),
         )
-        return _publish([built[f][1] for f in order], output)
+        return _publish([wheel], output)[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

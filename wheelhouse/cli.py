@@ -10,13 +10,20 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from wheelhouse import __version__, lockfile, nar, rpath
-from wheelhouse.build import Overrides, build_sdists, load_overrides, wheels_for_sdists
+from wheelhouse.build import (
+    Overrides,
+    build_project,
+    build_sdists,
+    load_overrides,
+    wheels_for_sdists,
+)
 from wheelhouse.download import Downloader
 from wheelhouse.errors import (
     HashMismatchError,
@@ -27,9 +34,16 @@ from wheelhouse.errors import (
     WheelhouseError,
 )
 from wheelhouse.fetch import fetch
-from wheelhouse.install import RunpathPass, install_env
+from wheelhouse.install import RunpathPass, install_env, local_artifact
 from wheelhouse.lock import Options, build_lock, write_lock
 from wheelhouse.model import Artifact
+from wheelhouse.project import (
+    ProjectInfo,
+    editable_wheel,
+    has_build_system,
+    import_root,
+    read_project,
+)
 from wheelhouse.resolve import Inputs, project_requirements
 from wheelhouse.targets import make_target
 
@@ -110,8 +124,32 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("install", help="install a target's wheels into one prefix")
-    p.add_argument("lock", type=Path)
-    p.add_argument("--wheelhouse", "-w", type=Path, required=True)
+    p.add_argument(
+        "lock", type=Path, nargs="?", help="the lock (omit it to install only --wheel/--editable)"
+    )
+    p.add_argument("--wheelhouse", "-w", type=Path, help="the fetched wheelhouse (with a lock)")
+    p.add_argument(
+        "--wheel",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE|DIR",
+        help="a local wheel not in the lock, e.g. the project's own from `build-project` (a "
+        "directory: every wheel in it); repeatable",
+    )
+    p.add_argument(
+        "--editable",
+        type=Path,
+        metavar="PROJECT_DIR",
+        help="install the project of PROJECT_DIR editable: its [project] metadata and entry "
+        "points, and a .pth pointing at its source",
+    )
+    p.add_argument(
+        "--editable-root",
+        metavar="PATH",
+        help="the working tree the editable .pth points at (default: PROJECT_DIR; its src/ in a "
+        "src layout)",
+    )
     p.add_argument("--prefix", type=Path, required=True)
     _add_target_option(p)
     p.add_argument("--python", help="interpreter the env runs on (default: this one)")
@@ -174,6 +212,19 @@ def _parser() -> argparse.ArgumentParser:
         help="do not build PKG's sdist (unless another build needs it)",
     )
 
+    p = sub.add_parser(
+        "build-project",
+        help="build the locked project into a wheel, offline, with its locked build system",
+    )
+    p.add_argument("lock", type=Path)
+    p.add_argument("--project", type=Path, required=True, metavar="DIR", help="project source")
+    p.add_argument("--wheelhouse", "-w", type=Path, required=True)
+    p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheel")
+    _add_target_option(p)
+    p.add_argument("--python", help="interpreter to build for (default: this one)")
+    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds of sdists it needs")
+    p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
+
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
     p.add_argument("path", type=Path)
     p.add_argument("--sri", action="store_true", help="print sha256-<base64>")
@@ -190,8 +241,11 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     project = args.project
     if project is None and len(reqs) == 1 and Path(reqs[0], "pyproject.toml").is_file():
         project, reqs = Path(reqs[0]), []
+    info: ProjectInfo | None = None
     if project is not None:
         reqs += project_requirements(project, args.extra, args.group)
+        if has_build_system(project):  # a package, not just a list of dependencies
+            info = read_project(project.absolute())
     elif args.extra or args.group:
         raise UsageError("--extra and --group need a project directory")
     inputs = Inputs(
@@ -215,6 +269,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         Options(
             prefer_binary=args.prefer_binary_wheels, no_binary=tuple(args.no_binary), jobs=args.jobs
         ),
+        project=info,
     )
     write_lock(data, output)
     n = len(data["packages"])
@@ -267,6 +322,37 @@ def _require_file(art: Artifact, path: Path) -> None:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
+    wheels: list[tuple[Artifact, Path]] = []
+    if args.lock is not None:
+        if args.wheelhouse is None:
+            raise UsageError("install: --wheelhouse DIR is needed with a lock; pass it")
+        wheels += _locked_wheels(args)
+    elif not (args.wheel or args.editable):
+        raise UsageError("install: nothing to install; give a lock, --wheel or --editable")
+    for given in args.wheel:
+        wheels += [(local_artifact(w), w) for w in _wheel_files(given)]
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-editable-") as tmp:
+        if args.editable is not None:
+            info = read_project(args.editable)
+            root = args.editable_root or str(import_root(args.editable.absolute()))
+            wheel = editable_wheel(info, root, Path(tmp))
+            wheels.append((local_artifact(wheel), wheel))
+        report = install_env(
+            wheels,
+            args.prefix,
+            python=args.python,
+            compile_bytecode=not args.no_compile,
+            jobs=args.jobs,
+            replace=args.replace,
+            extra_site_packages=args.extra_site_packages,
+            runpath=_runpath_pass(args),
+        )
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _locked_wheels(args: argparse.Namespace) -> list[tuple[Artifact, Path]]:
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     runtime = [a for a in lockfile.artifacts_for(lock, target) if not a.build_only]
@@ -282,18 +368,40 @@ def _cmd_install(args: argparse.Namespace) -> int:
         )
     if sdists:
         wheels += wheels_for_sdists(sdists, args.built)
-    report = install_env(
-        wheels,
-        args.prefix,
+    return wheels
+
+
+def _wheel_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(path.glob("*.whl"))
+        if not found:
+            raise UsageError(f"--wheel {path}: the directory holds no .whl file; build one first")
+        return found
+    if not path.is_file():
+        raise UsageError(f"--wheel {path}: no such file; pass a wheel or a directory of wheels")
+    return [path]
+
+
+def _cmd_build_project(args: argparse.Namespace) -> int:
+    lock = lockfile.load(args.lock)
+    target = lockfile.choose_target(lock, args.target)
+    if target is None:
+        raise UsageError(
+            f"{args.lock} has no [tool.wheelhouse] targets, so it records no build environment "
+            "for the project; create it with `wheelhouse lock PROJECT_DIR`"
+        )
+    overrides = load_overrides(args.overrides) if args.overrides else Overrides()
+    wheel = build_project(
+        lock,
+        target,
+        args.project,
+        args.wheelhouse,
+        args.output,
         python=args.python,
-        compile_bytecode=not args.no_compile,
         jobs=args.jobs,
-        replace=args.replace,
-        extra_site_packages=args.extra_site_packages,
-        runpath=_runpath_pass(args),
+        overrides=overrides,
     )
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    print(f"built {wheel}", file=sys.stderr)
     return 0
 
 
@@ -352,6 +460,7 @@ COMMANDS = {
     "fetch": _cmd_fetch,
     "install": _cmd_install,
     "build-sdists": _cmd_build_sdists,
+    "build-project": _cmd_build_project,
     "nar-hash": _cmd_nar_hash,
 }
 

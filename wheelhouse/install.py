@@ -53,7 +53,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion
 
 from wheelhouse import errors, rpath
-from wheelhouse.errors import ConflictError, InstallError, UnsafePathError
+from wheelhouse.errors import ConflictError, InstallError, UnsafePathError, UsageError
 from wheelhouse.model import Artifact, same_version
 from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
 
@@ -481,7 +481,10 @@ def install_env(
         )
         if extra_sites:
             site = root / "lib" / f"python{facts['short']}" / "site-packages" / EXTRA_SITE_PTH
-            site.write_text("".join(f"{path}\n" for path in extra_sites), encoding="utf-8")
+            site.write_text(
+                "".join(f"import site; site.addsitedir({path!r})\n" for path in extra_sites),
+                encoding="utf-8",
+            )
         if runpath is not None:
             owners = {
                 dest: w.artifact.filename for w in items for dest, _h in (w.summary or {})["files"]
@@ -503,6 +506,25 @@ def install_env(
             worker.close()
         if root is not None and root.exists():
             shutil.rmtree(root, ignore_errors=True)
+
+
+def local_artifact(wheel: Path) -> Artifact:
+    """A wheel no lock pins (the project's own: built, or made editable), taken as given: its
+    name and version from the file name, its hash from its bytes."""
+    try:
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+    except (InvalidWheelFilename, InvalidVersion) as exc:
+        raise UsageError(f"{wheel}: not a wheel file name ({exc}); pass a .whl file") from None
+    with wheel.open("rb") as f:
+        sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    return Artifact(
+        filename=wheel.name,
+        package=name,
+        version=str(version),
+        sha256=sha256,
+        kind="wheel",
+        size=wheel.stat().st_size,
+    )
 
 
 def _check_requires_python(filename: str, requires: str, version: str) -> None:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from wheelhouse import __version__, build, index, lockfile, nar, sdist
 from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError
 from wheelhouse.model import Artifact
+from wheelhouse.project import ProjectInfo
 from wheelhouse.resolve import Inputs, Resolved, resolve
 from wheelhouse.selection import Candidate, candidate_identity, select
 from wheelhouse.targets import Target
@@ -140,6 +141,21 @@ class _BuildLocker:
             self._env(target, art, envs, ())
         return envs
 
+    def project_env(
+        self, target: Target, project: ProjectInfo, envs: dict[str, list[str]]
+    ) -> list[str]:
+        """File names of the project's own build environment (sdists in it join ``envs``)."""
+        label = f"project {project.name}"
+        if label not in self.requirements:
+            system = build.source_build_system(project.directory, label)
+            dynamic = build.query_build_requires(project.directory, system, self.inputs)
+            self.requirements[label] = sorted({*system.requires, *dynamic})
+        picks = self._picks(target, label, self.requirements[label])
+        for dep in picks:
+            if dep.kind == "sdist":
+                self._env(target, dep, envs, (label,))
+        return sorted(a.filename for a in picks)
+
     def _requires(self, art: Artifact) -> list[str]:
         if art.filename not in self.requirements:
             path = self.downloaded[art.filename]
@@ -147,6 +163,26 @@ class _BuildLocker:
             dynamic = build.query_build_requires(path, system, self.inputs)
             self.requirements[art.filename] = sorted({*system.requires, *dynamic})
         return self.requirements[art.filename]
+
+    def _picks(self, target: Target, label: str, reqs: list[str]) -> list[Artifact]:
+        """``reqs`` resolved by pip for ``target``, chosen, downloaded and completed."""
+        if not reqs:
+            return []
+        inputs = Inputs(
+            requirements=tuple(reqs),
+            index_url=self.inputs.index_url,
+            extra_index_urls=self.inputs.extra_index_urls,
+            find_links=self.inputs.find_links,
+        )
+        try:
+            rows = resolve(inputs, target)
+        except ResolutionError as exc:
+            raise ResolutionError(
+                f"{label}: its build requirements ({', '.join(reqs)}): {exc}"
+            ) from None
+        picks = [self._pick(row, target) for row in rows]
+        _download(picks, self.downloader, self.completed, self.downloaded)
+        return [self.completed[a.filename] for a in picks]
 
     def _env(
         self, target: Target, art: Artifact, envs: dict[str, list[str]], stack: tuple[str, ...]
@@ -159,24 +195,7 @@ class _BuildLocker:
                 f"sdists need each other to build: {cycle}; lock a wheel for one of them "
                 "(drop it from --no-binary)"
             )
-        reqs = self._requires(art)
-        picks: list[Artifact] = []
-        if reqs:
-            inputs = Inputs(
-                requirements=tuple(reqs),
-                index_url=self.inputs.index_url,
-                extra_index_urls=self.inputs.extra_index_urls,
-                find_links=self.inputs.find_links,
-            )
-            try:
-                rows = resolve(inputs, target)
-            except ResolutionError as exc:
-                raise ResolutionError(
-                    f"{art.filename}: its build requirements ({', '.join(reqs)}): {exc}"
-                ) from None
-            picks = [self._pick(row, target) for row in rows]
-            _download(picks, self.downloader, self.completed, self.downloaded)
-            picks = [self.completed[a.filename] for a in picks]
+        picks = self._picks(target, art.filename, self._requires(art))
         for dep in picks:
             if dep.kind == "sdist":
                 self._env(target, dep, envs, (*stack, art.filename))
@@ -229,8 +248,14 @@ def build_lock(
     output: Path,
     downloader: Downloader,
     options: Options = Options(),
+    project: ProjectInfo | None = None,
 ) -> dict[str, Any]:
-    """Resolve, choose, download and hash; return the lock as a dict ready for ``render``."""
+    """Resolve, choose, download and hash; return the lock as a dict ready for ``render``.
+
+    With ``project`` (``wheelhouse lock PROJECT_DIR``) the lock also records the project as a
+    ``directory`` package and, per target, its build environment (``project-build``), locked
+    like an sdist's, so ``build-project`` can build it offline.
+    """
     for url in (*inputs.indexes, *inputs.find_links):
         # `--index-url https://user:pw@host/simple`: the files it links to need them too.
         downloader.remember_credentials(url)
@@ -277,7 +302,9 @@ def build_lock(
     for target in targets:
         runtime = {a.filename for a in chosen[target.name]}
         envs = builds.envs(target, [a for a in chosen[target.name] if a.kind == "sdist"])
-        extra = sorted({f for files in envs.values() for f in files} - runtime)
+        project_build = builds.project_env(target, project, envs) if project else []
+        needed = {f for files in envs.values() for f in files} | set(project_build)
+        extra = sorted(needed - runtime)
         build_only[target.name] = [completed[f] for f in extra]
         files = {f: downloaded[f] for f in sorted(runtime | set(extra))}
         entry: dict[str, Any] = {
@@ -291,6 +318,8 @@ def build_lock(
             entry["build-artifacts"] = extra
         if envs:
             entry["sdist-builds"] = {k: envs[k] for k in sorted(envs)}
+        if project is not None:
+            entry["project-build"] = project_build
         entry["wheelhouse-nar-hash"] = nar.sri(nar.flat_directory_sha256(files))
         tool_targets.append(entry)
     groups: dict[str, Any] = {}
@@ -298,20 +327,27 @@ def build_lock(
         # Build-only packages carry a marker true only for this group, and no group is installed
         # by default: a standard PEP 751 installer never puts them into an environment.
         groups = {"dependency-groups": [BUILD_GROUP], "default-groups": []}
+    packages = _packages(targets, chosen, completed, build_only)
+    tool: dict[str, Any] = {"lock-format": lockfile.TOOL_FORMAT, "version": __version__}
+    if project is not None:
+        packages = sorted(
+            [
+                *packages,
+                lockfile.project_entry(
+                    project.name, project.version, project.directory, output.parent
+                ),
+            ],
+            key=lambda p: (p["name"], p.get("version", "")),
+        )
+        tool["project"] = canonicalize_name(project.name)
     return {
         "lock-version": "1.0",
         "environments": [t.marker for t in targets],
         "requires-python": ">=" + min(t.version_string for t in targets),
         **groups,
         "created-by": "wheelhouse",
-        "packages": _packages(targets, chosen, completed, build_only),
-        "tool": {
-            "wheelhouse": {
-                "lock-format": lockfile.TOOL_FORMAT,
-                "version": __version__,
-                "targets": tool_targets,
-            }
-        },
+        "packages": packages,
+        "tool": {"wheelhouse": {**tool, "targets": tool_targets}},
     }
 
 

@@ -12,6 +12,7 @@ target lists them in ``build-artifacts`` and maps every sdist to its build envir
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tomllib
@@ -55,6 +56,18 @@ class LockTarget:
     sdist_builds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """``sdist-builds``: each sdist's file name -> the files of its build environment (wheels,
     or sdists that must be built first)."""
+    project_build: tuple[str, ...] | None = None
+    """``project-build``: the project's own build environment (None: no project locked)."""
+
+
+@dataclass(frozen=True)
+class LockedProject:
+    """The project the lock was made for: a PEP 751 ``directory`` package, never fetched."""
+
+    name: str
+    version: str | None
+    path: str
+    """The project directory, relative to the lock's directory."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class Lock:
     targets: tuple[LockTarget, ...]
     by_filename: Mapping[str, Artifact]
     """Every wheel and sdist the lock lists, verified to be safe to fetch."""
+    project: LockedProject | None = None
 
     @property
     def directory(self) -> Path:
@@ -145,6 +159,9 @@ def _tool_targets(path: Path, tool: Any) -> tuple[LockTarget, ...]:
                     str(sdist): tuple(str(f) for f in files)
                     for sdist, files in t.get("sdist-builds", {}).items()
                 },
+                project_build=(
+                    tuple(str(f) for f in t["project-build"]) if "project-build" in t else None
+                ),
             )
             for t in tool.get("targets", [])
         )
@@ -190,9 +207,15 @@ def load(path: Path) -> Lock:
             "regenerate the lock with `wheelhouse lock`",
         ) from None
     by_filename: dict[str, Artifact] = {}
+    tool = (data.get("tool") or {}).get(TOOL_NAME)
+    project_name = tool.get("project") if isinstance(tool, dict) else None
+    project: LockedProject | None = None
     for pkg in pylock.packages:
         version = str(pkg.version) if pkg.version else ""
         where = f"package {pkg.name} {version}".rstrip()
+        if pkg.directory and pkg.name == project_name:
+            project = LockedProject(pkg.name, version or None, pkg.directory.path)
+            continue
         if pkg.vcs or pkg.directory:
             raise _fail(path, f"{where}: vcs and directory sources are not supported; lock a wheel")
         if pkg.archive:
@@ -208,8 +231,7 @@ def load(path: Path) -> Lock:
             if previous is not None and previous.sha256 != art.sha256:
                 raise _fail(path, f"{art.filename} is listed twice with different hashes")
             by_filename[art.filename] = art
-    tool = (data.get("tool") or {}).get(TOOL_NAME)
-    return Lock(path, pylock, _tool_targets(path, tool), by_filename)
+    return Lock(path, pylock, _tool_targets(path, tool), by_filename, project)
 
 
 def choose_target(lock: Lock, name: str | None) -> LockTarget | None:
@@ -337,6 +359,18 @@ def _select_standard(lock: Lock) -> list[Artifact]:
 def render(data: Mapping[str, Any]) -> bytes:
     """Serialise a lock deterministically: same data, same bytes (tomli-w keeps dict order)."""
     return tomli_w.dumps(dict(data)).encode("utf-8")
+
+
+def project_entry(
+    name: str, version: str | None, directory: Path, lock_dir: Path
+) -> dict[str, Any]:
+    """The project's own ``[[packages]]`` table: a ``directory`` source, relative to the lock."""
+    entry: dict[str, Any] = {"name": canonicalize_name(name)}
+    if version is not None:
+        entry["version"] = version
+    rel = os.path.relpath(directory.absolute(), lock_dir.absolute())
+    entry["directory"] = {"path": Path(rel).as_posix(), "editable": True}
+    return entry
 
 
 def package_entry(
