@@ -27,7 +27,7 @@ lockLib // python // {
      `pythonPackages` instead of the lock (and are neither built nor installed from it).
      `patchelf` and `manylinuxLibs` run the env's RUNPATH pass (see `runpathArgs`).
 
-     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; devTools ? [ Derivation | String ]; } -> { tool; wheelhouse; sdistWheels; env; bdist_wheel; build; develop; }
+     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; devTools ? [ Derivation | String ]; mkShell ? (AttrSet -> Derivation) | null; } -> { tool; wheelhouse; sdistWheels; env; bdist_wheel; build; develop; }
 
      Example:
        (mkProject { src = ./.; lock = ./pylock.toml; python = pkgs.python3;
@@ -40,7 +40,7 @@ lockLib // python // {
   mkProject = { lock, python, src ? null, target ? null, cacert ? null, name ? "python-env"
               , tool ? (import ./tool.nix).mkTool { inherit python; }
               , buildInputs ? [ ], overrides ? { }, fromNixpkgs ? [ ], pythonPackages ? { }, jobs ? 2
-              , patchelf ? null, manylinuxLibs ? [ ], devTools ? [ ] }:
+              , patchelf ? null, manylinuxLibs ? [ ], devTools ? [ ], mkShell ? null }:
     let
       wh = (import ./wheelhouse.nix).mkWheelhouse { inherit lock python tool target cacert; };
       excluded = map sdists.normalizeName fromNixpkgs;
@@ -76,7 +76,7 @@ lockLib // python // {
       };
       develop = project.mkDevelop {
         src = needSrc "develop";
-        inherit lock python tool built devTools;
+        inherit lock python tool built devTools mkShell;
         wheelhouse = wh;
         name = "${name}-develop";
       };

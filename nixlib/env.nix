@@ -75,7 +75,7 @@ rec {
     in
     derivation {
       inherit name;
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
         ([ "install" lock "--wheelhouse" wheelhouse "--prefix" (builtins.placeholder "out")

@@ -74,7 +74,7 @@ rec {
     in
     derivation {
       name = "${project.name}-wheel";
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
         [ "build-project" lock "--project" (cleanSource src) "--wheelhouse" wheelhouse
@@ -97,7 +97,7 @@ rec {
     let py = interp.toInterpreter python; in
     derivation {
       inherit name;
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
         [ "install" "--wheel" wheel "--prefix" (builtins.placeholder "out")
@@ -110,14 +110,17 @@ rec {
      or prefixes holding `bin/`) are on PATH. Only `pyproject.toml` of `src` enters the env, so
      editing other files never rebuilds it.
 
-     Type: mkDevelop :: { src :: Path; lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; built ? Derivation | null; devTools ? [ Derivation | String ]; name ? String; } -> Derivation
+     With nixpkgs, `mkShell = pkgs.mkShell` makes it a regular shell derivation, which
+     `nix develop` (flakes) needs as well; without, it is a plain derivation for `nix-shell`.
+
+     Type: mkDevelop :: { src :: Path; lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; built ? Derivation | null; devTools ? [ Derivation | String ]; name ? String; mkShell ? (AttrSet -> Derivation) | null; } -> Derivation
 
      Example:
        mkDevelop { src = ./.; lock = ./pylock.toml; python = pkgs.python3; inherit tool wheelhouse; devTools = [ pkgs.ruff ]; }
        => «derivation /nix/store/...-python-develop.drv»   # nix-shell -A develop
   */
   mkDevelop = { src, lock, python, tool, wheelhouse, built ? null, devTools ? [ ]
-              , name ? "python-develop" }:
+              , name ? "python-develop", mkShell ? null }:
     let
       py = interp.toInterpreter python;
       root = editableRoot src;
@@ -128,7 +131,7 @@ rec {
       };
       devEnv = derivation {
         name = "${name}-env";
-        system = builtins.currentSystem;
+        system = py.system;
         builder = py.executable;
         args = toolLib.wheelhouseArgs tool
           ([ "install" lock "--wheelhouse" wheelhouse "--prefix" (builtins.placeholder "out")
@@ -141,22 +144,29 @@ rec {
       # function: this one-line "stdenv" is all a shell without nixpkgs needs.
       shellSetup = derivation {
         name = "wheelhouse-shell-setup";
-        system = builtins.currentSystem;
+        system = py.system;
         builder = py.executable;
         args = [ "-c" ("import os; os.mkdir(os.environ['out']); "
           + "open(os.environ['out'] + '/setup', 'w').write('runHook() { eval \"\${!1-}\"; }\\n')") ];
       };
-    in
-    derivation {
-      inherit name;
-      system = builtins.currentSystem;
-      builder = py.executable;
-      args = [ "-c" "import os; open(os.environ['out'], 'w').write(os.environ['shellHook'])" ];
-      inherit devEnv;
-      stdenv = shellSetup;
+      # A flake's `src` is a store copy: then the working tree is the shell's directory.
+      inStore = builtins.substring 0 (builtins.stringLength builtins.storeDir) root == builtins.storeDir;
       shellHook = ''
         export PATH="${devEnv}/bin${if devTools == [ ] then "" else ":${toolPath}"}:$PATH"
+      '' + (if inStore then ''
+        _wh_root="$PWD"; [ -d "$PWD/src" ] && _wh_root="$PWD/src"
+        export PYTHONPATH="$_wh_root''${PYTHONPATH:+:$PYTHONPATH}"
+        echo "wheelhouse develop: python is ${devEnv}/bin/python; the project is editable from $_wh_root" >&2
+      '' else ''
         echo "wheelhouse develop: python is ${devEnv}/bin/python; the project is editable from ${root}" >&2
-      '';
-    } // { env = devEnv; };
+      '');
+    in
+    (if mkShell != null then mkShell { inherit name shellHook; }
+     else derivation {
+      inherit name shellHook devEnv;
+      system = py.system;
+      builder = py.executable;
+      args = [ "-c" "import os; open(os.environ['out'], 'w').write(os.environ['shellHook'])" ];
+      stdenv = shellSetup;
+    }) // { env = devEnv; };
 }

@@ -122,7 +122,7 @@ rec {
     in
     derivation {
       name = "sdist-wheels-${target.name}";
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
         ([ "build-sdists" lock "--wheelhouse" wheelhouse "--output" (builtins.placeholder "out")

@@ -27,7 +27,7 @@ in
     in
     derivation {
       name = "wheelhouse-tool";
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       args = [ "-I" "-B" ./build_tool.py ];
       python = py.executable;

@@ -36,7 +36,7 @@ in
     in
     derivation ({
       name = "wheelhouse-${chosen.name}-${digest}";
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
         [ "fetch" lock "--dest" (builtins.placeholder "out") "--target" chosen.name "--no-cache" ];

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse import __version__, lockfile, nar, rpath
+from wheelhouse import __version__, lockfile, nar, rpath, scaffold
 from wheelhouse.build import (
     Overrides,
     build_project,
@@ -59,6 +59,12 @@ def _add_lock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("-r", "--requirement", action="append", default=[], type=Path, metavar="FILE")
     p.add_argument("-c", "--constraint", action="append", default=[], type=Path, metavar="FILE")
     p.add_argument("--project", type=Path, help="project directory (its [project] dependencies)")
+    p.add_argument("-o", "--output", type=Path, default=Path("pylock.toml"))
+    _add_resolution_options(p)
+
+
+def _add_resolution_options(p: argparse.ArgumentParser) -> None:
+    """What ``lock`` and ``init`` share: how to resolve and for which Pythons."""
     p.add_argument("--extra", action="append", default=[], help="project extra to include")
     p.add_argument("--group", action="append", default=[], help="dependency group to include")
     p.add_argument(
@@ -84,7 +90,6 @@ def _add_lock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="PKG",
         help="lock PKG's sdist (':all:' for every package)",
     )
-    p.add_argument("-o", "--output", type=Path, default=Path("pylock.toml"))
     _add_download_options(p)
 
 
@@ -225,6 +230,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds of sdists it needs")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
 
+    p = sub.add_parser(
+        "init",
+        help="start a project: write its default.nix (and flake.nix) and its first lock",
+    )
+    p.add_argument(
+        "project", type=Path, nargs="?", default=Path("."), help="project directory (default: .)"
+    )
+    p.add_argument("--flake", action="store_true", help="write flake.nix too")
+    p.add_argument("--force", action="store_true", help="overwrite existing Nix files")
+    p.add_argument(
+        "--nixlib",
+        type=Path,
+        metavar="DIR",
+        help="wheelhouse's nixlib for default.nix (default: the one beside this wheelhouse)",
+    )
+    p.add_argument(
+        "--wheelhouse-url",
+        metavar="URL",
+        help="flake input URL of wheelhouse (default: git+file:// of this wheelhouse's checkout)",
+    )
+    _add_resolution_options(p)
+
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
     p.add_argument("path", type=Path)
     p.add_argument("--sri", action="store_true", help="print sha256-<base64>")
@@ -279,6 +306,36 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    project = args.project.absolute()
+    if not (project / "pyproject.toml").is_file():
+        raise UsageError(
+            f"{project}: no pyproject.toml; create one with a [project] table first"
+        )
+    files = {"default.nix": scaffold.default_nix(
+        nixlib=args.nixlib or scaffold.own_nixlib(),
+        python=_first_interpreter(args.python),
+        lock_args=scaffold.lock_arguments(args.group, args.extra, args.python),
+    )}
+    if args.flake:
+        files["flake.nix"] = scaffold.flake_nix(args.wheelhouse_url or scaffold.own_flake_url())
+    scaffold.check_free(project, files, force=args.force)
+    args.requirements, args.requirement, args.constraint = [], [], []
+    args.project, args.output = project, project / "pylock.toml"
+    _cmd_lock(args)
+    for written in scaffold.write(project, files):
+        print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+def _first_interpreter(pythons: Sequence[str]) -> str:
+    """The interpreter default.nix falls back to without nixpkgs: the first ``--python`` path."""
+    for python in pythons:
+        if "/" in python:
+            return os.path.abspath(python)
+    return os.path.realpath(sys.executable)
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -457,6 +514,7 @@ def _cmd_nar_hash(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "lock": _cmd_lock,
+    "init": _cmd_init,
     "fetch": _cmd_fetch,
     "install": _cmd_install,
     "build-sdists": _cmd_build_sdists,
