@@ -2,12 +2,15 @@
 (``build-project``), installed on top of the dependency env, or editable from the working tree.
 
 The sample project builds with tinybackend (served by the loopback index, like its dependencies)
-and depends on ``alpha``, which needs ``beta``, which needs ``alpha``: a cycle.
+or, in the ``network`` test, with real setuptools (its wheel downloaded once, then served by the
+loopback index too), and depends on ``alpha``, which needs ``beta``, which needs ``alpha``: a
+cycle.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import tomllib
 import uuid
 from collections.abc import Callable
@@ -35,10 +38,17 @@ SAMPLE_PYPROJECT = {
 }
 
 
-def make_sample(directory: Path) -> Path:
-    """The sample project's working tree."""
+SETUPTOOLS = "setuptools==80.9.0"
+
+
+def make_sample(directory: Path, backend: str = "tinybackend") -> Path:
+    """The sample project's working tree, built with ``backend`` (tinybackend or setuptools)."""
     directory.mkdir(parents=True)
-    (directory / "pyproject.toml").write_text(tomli_w.dumps(SAMPLE_PYPROJECT))
+    data = dict(SAMPLE_PYPROJECT)
+    if backend == "setuptools":
+        data["build-system"] = {"requires": [SETUPTOOLS], "build-backend": "setuptools.build_meta"}
+        data["tool"] = {"setuptools": {"packages": ["sample_app"]}}
+    (directory / "pyproject.toml").write_text(tomli_w.dumps(data))
     pkg = directory / "sample_app"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("GREETING = 'hello from the tree'\n")
@@ -183,10 +193,42 @@ PROJECT_NIX = """
 def test_nix_targets_develop_build_and_bdist_wheel(
     sample_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    check_nix_targets(make_sample(tmp_path / "sample"), sample_index, tmp_path, capsys)
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_nix_targets_of_a_setuptools_project(
+    index_server_factory: Callable[..., IndexServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Real setuptools builds the project offline inside Nix, from the locked wheelhouse."""
+    root = tmp_path / "files"
+    root.mkdir()
+    build_demo_index(root, uuid.uuid4().hex)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "-d", str(root), SETUPTOOLS],
+        check=True,
+    )  # fmt: skip
+    server = index_server_factory(root)
+    project = make_sample(tmp_path / "sample", backend="setuptools")
+    check_nix_targets(project, server, tmp_path, capsys)
+    lock = tomllib.loads((project / "pylock.toml").read_text())
+    (target,) = lock["tool"]["wheelhouse"]["targets"]
+    assert [f.split("-")[0] for f in target["project-build"]] == ["setuptools"]
+
+
+def check_nix_targets(
+    project: Path, index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """develop (edits show, re-entry builds nothing), build (console script), bdist_wheel
+    (rebuilt with --check: the same bytes)."""
     from conftest import HOST_PYTHON, ROOT, require
     from test_nix import nix_build
 
-    project = make_sample(tmp_path / "sample")
+    sample_index = index
     tools = tmp_path / "tools"
     (tools / "bin").mkdir(parents=True)
     (tools / "bin" / "devtool").write_text("#!/bin/sh\necho devtool here\n")
@@ -233,3 +275,34 @@ def test_nix_targets_develop_build_and_bdist_wheel(
     assert [p.name for p in out.iterdir()] == ["sample_app-0.3-py3-none-any.whl"]
     check = nix_build(project, "bdist_wheel", "--check")  # build again, compare bytes
     assert check.returncode == 0, check.stderr[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.network
+def test_example_sample_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/sample-app as its default.nix says: locked from the real index, then its
+    application and its development shell (src layout: the editable root is src/)."""
+    import shutil
+
+    from conftest import HOST_PYTHON, ROOT, require
+    from test_nix import nix_build
+
+    project = tmp_path / "sample-app"
+    shutil.copytree(ROOT / "examples" / "sample-app", project,
+                    ignore=shutil.ignore_patterns("pylock.toml", "result*", "__pycache__"))
+    (project / "default.nix").write_text(
+        (project / "default.nix").read_text().replace("import ../..", f"import {ROOT}")
+    )  # fmt: skip
+    assert_ok(run_cli(capsys, "lock", project, "--group", "dev", "--python", HOST_PYTHON,
+                      "-o", project / "pylock.toml"))  # fmt: skip
+    built = nix_build(project, "build")
+    assert built.returncode == 0, built.stderr[-3000:]
+    app = Path(built.stdout.strip().splitlines()[-1])
+    assert run(app / "bin" / "sample-app").startswith("hello from sample-app (requests 2.")
+    shell = subprocess.run(
+        [require("nix-shell"), str(project), "-A", "develop", "--option", "substituters", "",
+         "--run", "python -c 'import sample_app, pytest; print(sample_app.__file__)'"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr[-3000:]
+    assert shell.stdout == f"{project / 'src' / 'sample_app' / '__init__.py'}\n"

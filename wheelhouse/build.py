@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -429,6 +430,14 @@ def copy_source(project: Path, dest: Path) -> Path:
         return {n for n in names if n in skip or n.startswith("result")}
 
     shutil.copytree(project, dest, symlinks=True, ignore=ignore)
+    # A source in the Nix store is read-only, and backends write (egg-info, build/): the copy is
+    # the user's to write.
+    for root, _dirs, files in os.walk(dest):
+        os.chmod(root, os.stat(root).st_mode | stat.S_IWUSR)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
     return dest
 
 

@@ -1,0 +1,3 @@
+"""A tiny application: its console script reports what it runs with."""
+
+GREETING = "hello from sample-app"
