@@ -98,6 +98,11 @@ def test_env_with_sdists_overrides_and_nixpkgs_package(
         "app-1.0-py3-none-any.whl",
         "tinyhelper-1.0-py3-none-any.whl",
     ]
+    # The builder (a nixbld user; sandbox off here) may create user namespaces on this machine.
+    log = subprocess.run(
+        ["nix-store", "--read-log", str(wheels)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "building sdists with network isolation: namespace (new user and network" in log, log
     env = nix_build(project, "env")
     probe = (
         "import app, app._built_with as b, tinybackend, importlib.util as u; "

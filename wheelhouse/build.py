@@ -4,7 +4,8 @@
 the wheelhouse: each sdist gets a fresh environment holding exactly its locked build requirements
 (installed with ``wheelhouse.install.install_env``), sdists whose environment holds another sdist
 wait for that one's wheel (``sdist.build_order``), and independent builds run in parallel. The
-backend is called through ``pyproject_hooks`` with the network blocked three ways: proxies point
+backend is called through ``pyproject_hooks`` in a new network namespace where the OS allows it
+(``wheelhouse.isolation``), and in any case with the network blocked three ways: proxies point
 at a closed loopback port, ``PIP_NO_INDEX=1``, and a ``.pth`` hook in the build environment makes
 ``socket.connect``/``getaddrinfo`` to anything but loopback fail with "network access is not
 allowed while building <pkg>" (a ``.pth``, not ``sitecustomize``: Debian's interpreter ships its
@@ -52,6 +53,8 @@ from wheelhouse.errors import (
     UsageError,
 )
 from wheelhouse.install import install_env
+from wheelhouse.isolation import ADVISORY, Isolation
+from wheelhouse.isolation import choose as choose_isolation
 from wheelhouse.model import Artifact, same_version
 from wheelhouse.project import read_project
 from wheelhouse.resolve import Inputs, pip_environment
@@ -276,10 +279,12 @@ class _HookFailed(Exception):
 
 
 class _Runner:
-    """A ``pyproject_hooks`` runner that captures the backend's output for error messages."""
+    """A ``pyproject_hooks`` runner that captures the backend's output for error messages, and
+    runs the backend through ``isolation`` (a new network namespace, where the OS allows)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], isolation: Isolation = ADVISORY) -> None:
         self.env = dict(env)
+        self.isolation = isolation
         self.output: list[str] = []
 
     def __call__(
@@ -290,7 +295,7 @@ class _Runner:
     ) -> None:
         env = {**self.env, **(extra_environ or {})}
         proc = subprocess.run(
-            list(cmd),
+            self.isolation.command(cmd),
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -317,7 +322,8 @@ def _call_hook(what: str, package: str, runner: _Runner, call: Any, *args: Any) 
         return call(*args)
     except _HookFailed as exc:
         raise BuildError(
-            f"building {package}: {what} failed (exit status {exc.returncode}){runner.tail()}"
+            f"building {package}: {what} failed (exit status {exc.returncode})"
+            f"{' in a network namespace' if runner.isolation.namespaced else ''}{runner.tail()}"
         ) from None
     except pyproject_hooks.BackendUnavailable as exc:
         raise BuildError(
@@ -487,6 +493,7 @@ def _build_one(
     python: str,
     overrides: Overrides,
     base_env: Mapping[str, str],
+    isolation: Isolation,
 ) -> tuple[Artifact, Path]:
     art = job.sdist
     root = Path(tempfile.mkdtemp(prefix=f"{art.package}-", dir=work))
@@ -501,6 +508,7 @@ def _build_one(
         python,
         overrides,
         base_env,
+        isolation,
     )
 
 
@@ -526,6 +534,7 @@ def _build_wheel(
     python: str,
     overrides: Overrides,
     base_env: Mapping[str, str],
+    isolation: Isolation,
 ) -> tuple[Artifact, Path]:
     """Build ``package`` from the tree ``unpack`` lays out below ``root``, offline, in a fresh
     environment holding exactly ``wheels``; check the wheel is ``package`` (and ``version``,
@@ -550,7 +559,7 @@ def _build_wheel(
         home=str(root / "home"),
         overrides=overrides,
     )
-    runner = _Runner(env)
+    runner = _Runner(env, isolation)
     env_python = str(prefix / "bin" / "python")
     caller = _hook_caller(source, system, env_python, runner)
     asked = _call_hook(
@@ -646,14 +655,17 @@ def build_sdists(
     jobs: int = 1,
     overrides: Overrides = Overrides(),
     exclude: Collection[str] = (),
+    isolation: Isolation | None = None,
 ) -> list[Path]:
     """Build every sdist of ``target`` the env needs; put the wheels (only) into ``output``.
 
     ``exclude`` names runtime packages that will not be installed (taken from elsewhere, e.g.
     nixpkgs), so their sdists are not built unless another build needs them. Nothing is written
-    to ``output`` unless every build succeeded.
+    to ``output`` unless every build succeeded. ``isolation`` (default: probed, namespaces where
+    possible) is how backends are kept off the network, on top of the advisory block.
     """
     python = python or sys.executable
+    isolation = isolation or choose_isolation("auto", python)
     envs = lockfile.build_envs(lock, target)
     by_filename = {a.filename: a for a in lockfile.artifacts_for(lock, target)}
     excluded = {canonicalize_name(n) for n in exclude}
@@ -674,7 +686,9 @@ def build_sdists(
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
-        built = _build_sdists(order, envs, by_filename, wheelhouse, work, python, overrides, jobs)
+        built = _build_sdists(
+            order, envs, by_filename, wheelhouse, work, python, overrides, jobs, isolation
+        )
         return _publish([built[f][1] for f in order], output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -689,6 +703,7 @@ def _build_sdists(
     python: str,
     overrides: Overrides,
     jobs: int,
+    isolation: Isolation,
 ) -> dict[str, tuple[Artifact, Path]]:
     """Build the sdists of ``order`` (dependencies first, independent ones in parallel)."""
     for filename in order:
@@ -701,7 +716,7 @@ def _build_sdists(
         order,
         deps,
         lambda f, done: _build_one(
-            jobs_by_name[f], done, wheelhouse, work, python, overrides, dict(os.environ)
+            jobs_by_name[f], done, wheelhouse, work, python, overrides, dict(os.environ), isolation
         ),
         max(1, jobs),
     )
@@ -717,10 +732,13 @@ def build_project(
     python: str | None = None,
     jobs: int = 1,
     overrides: Overrides = Overrides(),
+    isolation: Isolation | None = None,
 ) -> Path:
     """Build the locked project from ``source`` into a wheel in ``output``, offline, with the
-    build environment the lock recorded for it (``project-build``), like an sdist's."""
+    build environment the lock recorded for it (``project-build``), like an sdist's (and the
+    same network isolation)."""
     python = python or sys.executable
+    isolation = isolation or choose_isolation("auto", python)
     project = lock.project
     if project is None or target.project_build is None:
         raise UsageError(
@@ -750,7 +768,9 @@ def build_project(
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
-        built = _build_sdists(order, envs, by_filename, wheelhouse, work, python, overrides, jobs)
+        built = _build_sdists(
+            order, envs, by_filename, wheelhouse, work, python, overrides, jobs, isolation
+        )
         root = work / "project"
         root.mkdir()
         _art, wheel = _build_wheel(
@@ -763,6 +783,7 @@ def build_project(
             python,
             overrides,
             dict(os.environ),
+            isolation,
         )
         return _publish([wheel], output)[0]
     finally:

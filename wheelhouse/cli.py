@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse import __version__, lockfile, nar, rpath, scaffold
+from wheelhouse import __version__, isolation, lockfile, nar, rpath, scaffold
 from wheelhouse.build import (
     Overrides,
     build_project,
@@ -97,6 +97,17 @@ def _add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="artifact cache (default: XDG cache dir)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--jobs", "-j", type=int, default=8, help="parallel downloads")
+
+
+def _add_isolation_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--isolation",
+        choices=isolation.REQUESTS,
+        default="auto",
+        help="keep backends off the network with a new network namespace: where possible "
+        "(auto, default), or required (namespace: an error where the OS forbids it); the "
+        "advisory block (proxies, PIP_NO_INDEX, a socket hook) applies in every mode",
+    )
 
 
 def _add_target_option(p: argparse.ArgumentParser) -> None:
@@ -216,6 +227,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PKG",
         help="do not build PKG's sdist (unless another build needs it)",
     )
+    _add_isolation_option(p)
 
     p = sub.add_parser(
         "build-project",
@@ -229,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--python", help="interpreter to build for (default: this one)")
     p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds of sdists it needs")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
+    _add_isolation_option(p)
 
     p = sub.add_parser(
         "init",
@@ -448,6 +461,7 @@ def _cmd_build_project(args: argparse.Namespace) -> int:
             "for the project; create it with `wheelhouse lock PROJECT_DIR`"
         )
     overrides = load_overrides(args.overrides) if args.overrides else Overrides()
+    chosen = isolation.choose(args.isolation, args.python)
     wheel = build_project(
         lock,
         target,
@@ -457,7 +471,9 @@ def _cmd_build_project(args: argparse.Namespace) -> int:
         python=args.python,
         jobs=args.jobs,
         overrides=overrides,
+        isolation=chosen,
     )
+    print(chosen.describe("the project"), file=sys.stderr)
     print(f"built {wheel}", file=sys.stderr)
     return 0
 
@@ -490,6 +506,7 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
             "create it with `wheelhouse lock`"
         )
     overrides = load_overrides(args.overrides) if args.overrides else Overrides()
+    chosen = isolation.choose(args.isolation, args.python)
     built = build_sdists(
         lock,
         target,
@@ -499,7 +516,10 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         overrides=overrides,
         exclude=args.exclude,
+        isolation=chosen,
     )
+    # After the builds: a failure stays one `error:` line (a backend's says if it ran namespaced).
+    print(chosen.describe(), file=sys.stderr)
     print(f"built {len(built)} wheels into {args.output}", file=sys.stderr)
     return 0
 
