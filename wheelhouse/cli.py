@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse import __version__, isolation, lockfile, nar, rpath, scaffold
+from wheelhouse import __version__, export, isolation, lockfile, nar, rpath, scaffold
 from wheelhouse.build import (
     Overrides,
     build_project,
@@ -264,6 +264,21 @@ def _parser() -> argparse.ArgumentParser:
         help="flake input URL of wheelhouse (default: git+file:// of this wheelhouse's checkout)",
     )
     _add_resolution_options(p)
+
+    p = sub.add_parser(
+        "export", help="write a target's runtime files as a requirements.txt with hashes"
+    )
+    p.add_argument("lock", type=Path)
+    p.add_argument("--format", choices=export.FORMATS, default="requirements", help="output format")
+    _add_target_option(p)
+    p.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write here (default: standard output)"
+    )
+    p.add_argument(
+        "--urls",
+        action="store_true",
+        help="pin each file by its URL (`name @ URL`) instead of `name==version` on an index",
+    )
 
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
     p.add_argument("path", type=Path)
@@ -524,6 +539,26 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    lock = lockfile.load(args.lock)
+    target = lockfile.choose_target(lock, args.target)
+    output = args.output.absolute() if args.output is not None else None
+    text = export.render_requirements(
+        export.entries(lock, target),
+        lock_name=args.lock.name,
+        target=target.name if target is not None else None,
+        lock_dir=str(lock.directory.absolute()),
+        output_dir=str(output.parent if output is not None else Path.cwd()),
+        urls=args.urls,
+        project=lock.project.name if lock.project is not None else None,
+    )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        export.write_output(text, output)
+    return 0
+
+
 def _cmd_nar_hash(args: argparse.Namespace) -> int:
     if not args.path.exists() and not args.path.is_symlink():
         raise UsageError(f"{args.path}: no such file or directory; give an existing path")
@@ -539,6 +574,7 @@ COMMANDS = {
     "install": _cmd_install,
     "build-sdists": _cmd_build_sdists,
     "build-project": _cmd_build_project,
+    "export": _cmd_export,
     "nar-hash": _cmd_nar_hash,
 }
 

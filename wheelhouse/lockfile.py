@@ -247,7 +247,9 @@ def choose_target(lock: Lock, name: str | None) -> LockTarget | None:
         for target in lock.targets:
             if target.name == name:
                 return target
-        raise _fail(lock.path, f"has no target {name!r} (targets: {names})")
+        raise _fail(
+            lock.path, f"has no target {name!r} (targets: {names}); choose one with --target"
+        )
     if len(lock.targets) == 1:
         return lock.targets[0]
     running = "{}.{}".format(*sys.version_info[:2])
