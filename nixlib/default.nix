@@ -13,7 +13,7 @@ lockLib // python // {
   inherit (tool) mkTool wheelhouseArgs;
   inherit (wheelhouse) mkWheelhouse;
   inherit (env) mkEnv nixpkgsPackages runpathArgs;
-  inherit (sdists) mkSdistWheels targetSdists buildOverrides inputPaths normalizeName;
+  inherit (sdists) mkSdistWheels targetSdists buildOverrides inputPaths normalizeName isolationArgs;
   inherit (project) mkBdistWheel mkApp mkDevelop lockedProject cleanSource editableRoot;
 
   /* The project-level entry point: a lock and the project source to
@@ -27,7 +27,7 @@ lockLib // python // {
      `pythonPackages` instead of the lock (and are neither built nor installed from it).
      `patchelf` and `manylinuxLibs` run the env's RUNPATH pass (see `runpathArgs`).
 
-     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; devTools ? [ Derivation | String ]; mkShell ? (AttrSet -> Derivation) | null; } -> { tool; wheelhouse; sdistWheels; env; bdist_wheel; build; develop; }
+     Type: mkProject :: { lock :: Path; python :: Derivation | String; src ? Path | null; target ? String | null; cacert ? Derivation | null; tool ? Derivation; buildInputs ? [ Derivation | String ]; overrides ? AttrSet; fromNixpkgs ? [ String ]; pythonPackages ? AttrSet; jobs ? Int; isolation ? String; patchelf ? Derivation | String | null; manylinuxLibs ? [ Derivation | String | Path ]; devTools ? [ Derivation | String ]; mkShell ? (AttrSet -> Derivation) | null; } -> { tool; wheelhouse; sdistWheels; env; bdist_wheel; build; develop; }
 
      Example:
        (mkProject { src = ./.; lock = ./pylock.toml; python = pkgs.python3;
@@ -40,7 +40,7 @@ lockLib // python // {
   mkProject = { lock, python, src ? null, target ? null, cacert ? null, name ? "python-env"
               , tool ? (import ./tool.nix).mkTool { inherit python; }
               , buildInputs ? [ ], overrides ? { }, fromNixpkgs ? [ ], pythonPackages ? { }, jobs ? 2
-              , patchelf ? null, manylinuxLibs ? [ ], devTools ? [ ], mkShell ? null }:
+              , isolation ? "auto", patchelf ? null, manylinuxLibs ? [ ], devTools ? [ ], mkShell ? null }:
     let
       wh = (import ./wheelhouse.nix).mkWheelhouse { inherit lock python tool target cacert; };
       excluded = map sdists.normalizeName fromNixpkgs;
@@ -49,7 +49,7 @@ lockLib // python // {
       built =
         if toBuild == [ ] then null
         else sdists.mkSdistWheels {
-          inherit lock python tool overrides buildInputs jobs;
+          inherit lock python tool overrides buildInputs jobs isolation;
           wheelhouse = wh;
           exclude = fromNixpkgs;
         };
@@ -62,7 +62,7 @@ lockLib // python // {
       };
       bdist_wheel = project.mkBdistWheel {
         src = needSrc "bdist_wheel";
-        inherit lock python tool jobs;
+        inherit lock python tool jobs isolation;
         wheelhouse = wh;
       };
     in {

@@ -59,15 +59,15 @@ rec {
 
   /* The project's wheel, built offline from `src` with the build system the lock recorded
      (`python -m wheelhouse build-project`). `SOURCE_DATE_EPOCH` is fixed, so two builds give the
-     same bytes.
+     same bytes. `isolation` as in `mkSdistWheels`.
 
-     Type: mkBdistWheel :: { src :: Path; lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; jobs ? Int; } -> Derivation
+     Type: mkBdistWheel :: { src :: Path; lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; jobs ? Int; isolation ? String; } -> Derivation
 
      Example:
        mkBdistWheel { src = ./.; lock = ./pylock.toml; python = pkgs.python3; inherit tool wheelhouse; }
        => «derivation /nix/store/...-sample-app-wheel.drv»   # $out/sample_app-0.3-py3-none-any.whl
   */
-  mkBdistWheel = { src, lock, python, tool, wheelhouse, jobs ? 2 }:
+  mkBdistWheel = { src, lock, python, tool, wheelhouse, jobs ? 2, isolation ? "auto" }:
     let
       py = interp.toInterpreter python;
       project = lockedProject { lock = lockLib.readLock lock; lockPath = toString lock; };
@@ -77,9 +77,10 @@ rec {
       system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
-        [ "build-project" lock "--project" (cleanSource src) "--wheelhouse" wheelhouse
+        ([ "build-project" lock "--project" (cleanSource src) "--wheelhouse" wheelhouse
           "--output" (builtins.placeholder "out") "--target" wheelhouse.target.name
-          "--python" py.executable "--jobs" (toString jobs) ];
+          "--python" py.executable "--jobs" (toString jobs) ]
+        ++ (import ./sdists.nix).isolationArgs isolation);
     };
 
   /* The application: the project's wheel installed into its own prefix, with the dependency

@@ -98,14 +98,29 @@ rec {
       packages = mapAttrs one overrides;
     };
 
+  /* The `--isolation` arguments of `build-sdists` and `build-project`: how backends are kept off
+     the network. "auto": new user and network namespaces where the OS allows (inside the Nix
+     sandbox too), else the advisory block; "namespace": required, the build fails where the OS
+     forbids them; "advisory": the advisory block only (proxies, PIP_NO_INDEX, a socket hook).
+
+     Type: isolationArgs :: String -> [ String ]
+
+     Example:
+       isolationArgs "namespace"
+       => [ "--isolation" "namespace" ]
+  */
+  isolationArgs = isolation:
+    if elem isolation [ "auto" "namespace" "advisory" ] then [ "--isolation" isolation ]
+    else throw "nixlib: isolation = ${toJSON isolation} is not one of \"auto\", \"namespace\", \"advisory\"";
+
   /* Build every sdist a lock target installs into wheels: ONE derivation whose `$out` holds only
-     the built wheels. Builds run offline (the network is blocked inside the builder too) with
-     `SOURCE_DATE_EPOCH` fixed. `buildInputs` (e.g. `[ pkgs.stdenv.cc pkgs.pkg-config ]`, or a
+     the built wheels. Builds run offline (each backend in its own network namespace where the OS
+     allows, see `isolationArgs`; the advisory block always) with `SOURCE_DATE_EPOCH` fixed. `buildInputs` (e.g. `[ pkgs.stdenv.cc pkgs.pkg-config ]`, or a
      plain prefix like `"/usr"`) are on PATH for every build; `overrides` adds inputs and
      variables to one package's build. `exclude` names runtime packages not to build (taken from
      nixpkgs instead).
 
-     Type: mkSdistWheels :: { lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; overrides ? AttrSet; buildInputs ? [ Derivation | String ]; exclude ? [ String ]; jobs ? Int; } -> Derivation
+     Type: mkSdistWheels :: { lock :: Path; python :: Derivation | String; tool :: Derivation; wheelhouse :: Derivation; overrides ? AttrSet; buildInputs ? [ Derivation | String ]; exclude ? [ String ]; jobs ? Int; isolation ? String; } -> Derivation
 
      Example:
        mkSdistWheels { lock = ./pylock.toml; python = pkgs.python3; inherit tool wheelhouse;
@@ -113,7 +128,8 @@ rec {
                        overrides.psycopg2.nativeBuildInputs = [ pkgs.postgresql ]; }
        => «derivation /nix/store/...-sdist-wheels-cp311-linux-x86_64.drv»
   */
-  mkSdistWheels = { lock, python, tool, wheelhouse, overrides ? { }, buildInputs ? [ ], exclude ? [ ], jobs ? 2 }:
+  mkSdistWheels = { lock, python, tool, wheelhouse, overrides ? { }, buildInputs ? [ ], exclude ? [ ], jobs ? 2
+                  , isolation ? "auto" }:
     let
       py = interp.toInterpreter python;
       target = wheelhouse.target;
@@ -128,7 +144,8 @@ rec {
         ([ "build-sdists" lock "--wheelhouse" wheelhouse "--output" (builtins.placeholder "out")
            "--target" target.name "--python" py.executable "--jobs" (toString jobs)
            "--overrides" "@env:overridesJsonPath" ]
-         ++ concatMap (n: [ "--exclude" n ]) exclude);
+         ++ concatMap (n: [ "--exclude" n ]) exclude
+         ++ isolationArgs isolation);
       overridesJson = toJSON document;
       passAsFile = [ "overridesJson" ];
     } // { inherit target; };

@@ -98,6 +98,10 @@ THROWS = {
         '(import ./nixlib).runpathArgs { patchelf = null; manylinuxLibs = [ "/opt/zlib" ]; }',
         ['manylinuxLibs (["/opt/zlib"])', "pass patchelf = pkgs.patchelf"],
     ),
+    "unknown isolation": (
+        '(import ./nixlib).isolationArgs "sandbox"',
+        ['isolation = "sandbox" is not one of', '"namespace"'],
+    ),
 }
 
 

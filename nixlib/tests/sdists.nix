@@ -19,6 +19,10 @@ let
   multiOutput = (fakeDrv "postgresql") // { dev = fakeDrv "postgresql-dev"; bin = fakeDrv "postgresql-bin"; };
 in
 {
+  isolationArgsPassTheMode = {
+    expr = map lib.isolationArgs [ "auto" "namespace" "advisory" ];
+    expected = [ [ "--isolation" "auto" ] [ "--isolation" "namespace" ] [ "--isolation" "advisory" ] ];
+  };
   normalizeNameFollowsPep503 = {
     expr = map lib.normalizeName [ "Foo_Bar.baz" "PyYAML" "a--b__c" "zope.interface" ];
     expected = [ "foo-bar-baz" "pyyaml" "a-b-c" "zope-interface" ];
