@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
+from contract import assert_error, run_cli
 from indexserver import IndexServer
 from sdistmaker import make_backend_wheel, make_sdist
 
@@ -355,6 +356,16 @@ def test_a_failing_namespace_setup_fails_the_build_naming_it(tmp_path: Path) -> 
         "wheelhouse: cannot enter a network namespace (user): unshare: namespace limit reached "
         "(/proc/sys/user/max_*_namespaces)\n"
     )
+
+
+def test_namespace_with_an_interpreter_that_cannot_run(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, python = tmp_path / "out", tmp_path / "no-python"
+    args = build_cmd(project, out, "--isolation", "namespace", "--python", str(python))
+    outcome = run_cli(capsys, *args)
+    assert_error(outcome, UsageError, f"cannot run {python}", "give a working --python")
+    assert not out.exists()
 
 
 def test_unknown_request_is_a_usage_error() -> None:

@@ -75,17 +75,21 @@ def _interpreter() -> str:
 def _probe(python: str) -> Isolation:
     if not python:
         return Isolation("advisory", "no user/network namespaces: no interpreter path to run")
-    proc = subprocess.run(
-        [python, "-I", "-S", str(NETNS), "probe"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [python, "-I", "-S", str(NETNS), "probe"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+    except OSError as exc:  # a bad --python: under auto, the build itself reports it by name
+        return Isolation("advisory", f"cannot run {python} ({exc.strerror or exc})")
     mode = proc.stdout.strip()
     if proc.returncode == 0 and mode in _NAMESPACE_MODES:
         return Isolation(mode, python=python)
-    detail = " ".join(proc.stderr.split()) or f"probe exited with status {proc.returncode}"
+    detail = " ".join(proc.stderr.split())[-300:] or f"probe exited with {proc.returncode}"
     return Isolation("advisory", f"no user/network namespaces: {detail}")
 
 
@@ -97,6 +101,11 @@ def choose(requested: str, python: str | None = None) -> Isolation:
     if requested == "advisory":
         return ADVISORY
     found = _probe(python or _interpreter())
+    if requested == "namespace" and found.reason.startswith("cannot run "):
+        raise UsageError(
+            f"--isolation namespace: {found.reason}, the interpreter that sets up the namespaces; "
+            "give a working --python"
+        )
     if requested == "namespace" and not found.namespaced:
         raise BuildError(
             f"--isolation namespace: this system does not let wheelhouse create network "
