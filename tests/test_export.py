@@ -90,7 +90,7 @@ def scripts(prefix: Path) -> set[str]:
     return {p.name for p in (prefix / "bin").iterdir() if not p.name.startswith(own)}
 
 
-def pip_install(requirements: Path, venv: Path, index_url: str) -> None:
+def pip_install(requirements: Path, venv: Path, index_url: str | None) -> None:
     """Real pip into a fresh venv, isolated from this machine's configuration."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "PYTHONPATH"}
@@ -100,7 +100,9 @@ def pip_install(requirements: Path, venv: Path, index_url: str) -> None:
         SOURCE_DATE_EPOCH=build.SOURCE_DATE_EPOCH,  # app's wheel records it, as in build-sdists
     )
     cmd = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
-    cmd += ["--require-hashes", "--no-deps", "--index-url", index_url, "-r", str(requirements)]
+    cmd += ["--require-hashes", "--no-deps", "-r", str(requirements)]
+    if index_url is not None:
+        cmd += ["--index-url", index_url]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -131,6 +133,44 @@ def test_exported_requirements_install_the_same_files_with_pip(
     pip_install(requirements, venv, project.server.simple_url)
     assert installed(venv) == installed(project.env)
     assert scripts(venv) == scripts(project.env) == {"alpha"}
+
+
+def test_foreign_lock_with_indexes_installs_from_the_exported_index_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``pip lock`` file given a PEP 751 ``index`` per package (as uv writes them): the export
+    carries ``--index-url``, and pip, given no index at all, installs what ``install`` does."""
+    root = tmp_path / "files"
+    root.mkdir()
+    build_demo_index(root, uuid.uuid4().hex)
+    with IndexServer(root) as server:
+        lock = tmp_path / "pylock.toml"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "lock", "alpha", "gamma", "epsilon", "--index-url",
+             server.simple_url, "-o", str(lock)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        text = lock.read_text()
+        assert "index =" not in text  # pip lock records none: add them as uv would
+        lock.write_text(
+            text.replace("\nversion = ", f'\nindex = "{server.simple_url}"\nversion = ')
+        )
+        wh, env = tmp_path / "wh", tmp_path / "env"
+        assert_ok(run_cli(capsys, "fetch", lock, "-d", wh))
+        assert_ok(run_cli(capsys, "install", lock, "-w", wh, "--prefix", env))
+        requirements = tmp_path / "deploy" / "requirements.txt"
+        requirements.parent.mkdir()
+        assert_ok(run_cli(capsys, "export", lock, "-o", requirements))
+        exported = requirements.read_text()
+        assert f"\n--index-url {server.simple_url}\n" in exported
+        assert "chosen for the interpreter that exported it" in exported
+        venv = tmp_path / "venv"
+        pip_install(requirements, venv, None)
+    assert installed(venv) == installed(env)
+    assert scripts(venv) == scripts(env) == {"alpha"}
 
 
 def test_export_to_stdout_is_deterministic(
