@@ -306,8 +306,10 @@ def test_member_names_are_printed_escaped(tmp_path: Path, fmt: str) -> None:
 
 
 def test_identical_directory_entries_are_harmless(tmp_path: Path) -> None:
-    """The one duplicate accepted: a directory listed again (tar often lists parents)."""
+    """The one duplicate accepted: a directory listed again (tar often lists parents), and the
+    extraction directory itself (``tar -C dir .`` lists ``./``)."""
     raw = [RawMember(f"{TOP}/demo", tarfile.DIRTYPE, mode=0o755)] * 2
+    raw += [RawMember("./", tarfile.DIRTYPE, mode=0o755), RawMember(".", tarfile.DIRTYPE)]
     for fmt in FORMATS:
         path = make_sdist(tmp_path, "demo", "1.0", raw=raw, fmt=fmt)
         source = sdist.extract(path, tmp_path / fmt)

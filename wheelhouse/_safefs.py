@@ -153,7 +153,8 @@ def resolve_link(name: str, target: str, links: dict[str, str]) -> str | None:
 
 
 def check_entries(entries: Iterable[Entry]) -> list[tuple[Entry, str]]:
-    """Check every member of an archive; return ``(entry, normalized name)`` in archive order.
+    """Check every member of an archive; return ``(entry, normalized name)`` for each, in
+    archive order (``""``, for a directory entry ``./``, is the extraction directory itself).
 
     Raises ``UnsafeMember`` for the first unsafe member (see the module docstring); nothing is
     read from the disk. Hardlink targets are archive paths (tar's convention, relative to the
@@ -172,9 +173,10 @@ def check_entries(entries: Iterable[Entry]) -> list[tuple[Entry, str]]:
         if kind == SPECIAL:
             raise UnsafeMember(entry.name, "is a device file or FIFO (or another special file)")
         if not norm:
-            if kind == DIR:
-                continue  # "./": the extraction directory itself
-            raise UnsafeMember(entry.name, f"is a {kind} with an empty name")
+            if kind != DIR:
+                raise UnsafeMember(entry.name, f"is a {kind} with an empty name")
+            checked.append((entry, norm))  # "./": the extraction directory itself
+            continue
         seen = kinds.get(norm)
         if seen is not None and not (seen == DIR and kind == DIR):
             other = first[norm]

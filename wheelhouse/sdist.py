@@ -149,6 +149,8 @@ def _check(sdist: str, members: Sequence[Member]) -> tuple[Layout, list[str]]:
     tops: set[str] = set()
     files: set[str] = set()
     for entry, norm in checked:
+        if not norm:
+            continue  # "./"
         tops.add(norm.split("/")[0])
         if entry.kind == "file":
             files.add(norm)
@@ -365,7 +367,8 @@ def _extract_member(
     mode = info.mode if isinstance(info, tarfile.TarInfo) else info.external_attr >> 16
     try:
         if member.kind == "dir":
-            tree.mkdir(rel)
+            if rel:  # not "./", the extraction directory itself
+                tree.mkdir(rel)
         elif member.kind == "symlink":
             tree.symlink(rel, member.linkname)
         else:  # a file, or a hardlink: a copy of the earlier file it names
