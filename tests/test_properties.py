@@ -24,7 +24,7 @@ from packaging.version import Version
 from wheelmaker import make_wheel
 
 from wheelhouse import _install_worker as worker
-from wheelhouse import install, lockfile
+from wheelhouse import _safefs, install, lockfile
 from wheelhouse.errors import InstallError, SelectionError, UnsafePathError
 from wheelhouse.model import Artifact
 from wheelhouse.selection import Candidate, candidate_identity, select
@@ -393,3 +393,56 @@ def test_entry_point_examples_are_rejected(script: str) -> None:
     wheel = _wheel_with_entry_points(f"[console_scripts]\n{script} = pkg.cli:main\n")
     with pytest.raises(UnsafePathError, match="entry point"):
         install._scripts(wheel, "/prefix/bin/python")
+
+
+# --- archive checks against the kernel (wheelhouse/_safefs.py) ----------------------------------
+
+COMPONENTS = st.sampled_from(["a", "b", "c"])
+LINK_PARTS = st.sampled_from(["a", "b", "c", "..", ".", ""])
+
+
+@st.composite
+def archives(draw: st.DrawFn) -> list[_safefs.Entry]:
+    """Small archives of files, directories and symlinks with relative targets, over three
+    names, so that links to links, links through links and climbs out are frequent."""
+    entries = []
+    for _ in range(draw(st.integers(1, 8))):
+        name = "/".join(draw(st.lists(COMPONENTS, min_size=1, max_size=3)))
+        kind = draw(st.sampled_from([_safefs.FILE, _safefs.DIR, _safefs.SYMLINK]))
+        target = ""
+        if kind == _safefs.SYMLINK:
+            target = "/".join(draw(st.lists(LINK_PARTS, min_size=1, max_size=5)))
+        entries.append(_safefs.Entry(name, kind, target))
+    return entries
+
+
+@settings(SETTINGS, max_examples=300)
+@given(entries=archives())
+def test_accepted_archives_extract_and_their_links_stay_inside(
+    entries: list[_safefs.Entry],
+) -> None:
+    """What ``check_entries`` accepts (decided on names only) extracts without an error, and the
+    kernel, resolving every symlink on disk (os.path.realpath: the paths are short here), never
+    leaves the root: the lexical resolution is at least as strict as the real one."""
+    try:
+        checked = _safefs.check_entries(entries)
+    except _safefs.UnsafeMember:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.realpath(os.path.join(tmp, "root"))
+        os.mkdir(root)
+        with _safefs.Tree(root) as tree:
+            for entry, rel in checked:
+                if entry.kind == _safefs.DIR:
+                    tree.mkdir(rel)
+                elif entry.kind == _safefs.FILE:
+                    tree.write(rel, b"x", 0o644)
+                else:
+                    tree.symlink(rel, entry.linkname)
+        assert os.listdir(tmp) == ["root"]
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path):
+                    real = os.path.realpath(path)
+                    assert real == root or real.startswith(root + os.sep), (entries, path, real)

@@ -108,14 +108,6 @@ def normalize(name: str) -> str:
     return "/".join(p for p in name.split("/") if p not in ("", "."))
 
 
-def _parents(path: str) -> Iterable[str]:
-    """``a/b/c`` -> ``a``, ``a/b``."""
-    pos = path.find("/")
-    while pos >= 0:
-        yield path[:pos]
-        pos = path.find("/", pos + 1)
-
-
 def resolve_link(name: str, target: str, links: dict[str, str]) -> str | None:
     """Where the symlink member ``name`` (normalized) points, resolved lexically against the
     archive's own symlinks ``links`` (normalized name -> target); None if it leaves the tree.
@@ -218,11 +210,19 @@ def check_entries(entries: Iterable[Entry]) -> list[tuple[Entry, str]]:
         if seen is None:
             kinds[norm] = kind
             first[norm] = entry
-        for parent in _parents(norm):
-            was = kinds.setdefault(parent, DIR)
-            if was != DIR:
+        parent = norm
+        while True:  # the implied parent directories, deepest first, up to a known one
+            cut = parent.rfind("/")
+            if cut < 0:
+                break
+            parent = parent[:cut]
+            was = kinds.get(parent)
+            if was == DIR:
+                break  # so are its parents: they were registered with it
+            if was is not None:
                 raise _through(entry, first[parent], was)
-            first.setdefault(parent, entry)
+            kinds[parent] = DIR
+            first[parent] = entry
         checked.append((entry, norm))
     # Second pass, once every name is known: a link may point at links listed after it.
     for entry, norm in checked:
