@@ -347,7 +347,7 @@ def test_a_symlink_planted_on_disk_cannot_redirect_a_write(
     dest = tmp_path / "out"
     dest.mkdir()
     (dest / TOP).symlink_to(canary.dir)
-    with pytest.raises(UnsafePathError, match=r"a link or a file on disk is in the way"):
+    with pytest.raises(UnsafePathError, match=r"a link or another file is in the way on disk"):
         sdist.extract(path, dest)
     canary.assert_untouched()
 

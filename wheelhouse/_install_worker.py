@@ -584,9 +584,10 @@ class Installer:
         if e.errno in _safefs.BLOCKED:
             return WorkerError(
                 "UnsafePathError",
-                f"{self.wheel}: cannot write {where} ({e.strerror}): a link or a file on disk is "
-                "in the way, made by someone else meanwhile; refusing to write through it: check "
-                "what else writes to the environment",
+                f"{self.wheel}: cannot write {where} ({e.strerror}): a link or another file is "
+                "in the way on disk (a name differing only in case on this file system, or made "
+                "by someone else meanwhile); refusing to write through it: check what else writes "
+                "to the environment",
             )
         return WorkerError(
             "InstallError",

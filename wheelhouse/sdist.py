@@ -378,8 +378,9 @@ def _extract_member(
         if exc.errno in _safefs.BLOCKED:
             raise UnsafePathError(
                 f"{escape(sdist)}: member {quoted(member.name)} cannot be written to {root}: "
-                f"{exc.strerror} (a link or a file on disk is in the way, made by someone else "
-                "meanwhile); refusing to write through it: check what else writes there"
+                f"{exc.strerror} (a link or another file is in the way on disk: a name differing "
+                "only in case on this file system, or made by someone else meanwhile); refusing "
+                "to write through it: check what else writes there"
             ) from None
         raise BuildError(
             f"{escape(sdist)}: cannot extract member {quoted(member.name)} into {root} "
