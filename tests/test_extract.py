@@ -18,6 +18,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from sdistmaker import (
 from wheelmaker import Member, artifact_for, make_wheel
 
 from wheelhouse import _safefs, sdist
-from wheelhouse.errors import InstallError, UnsafePathError
+from wheelhouse.errors import BuildError, InstallError, UnsafePathError
 from wheelhouse.install import install_env
 
 FORMATS = ["tar.gz", "zip"]
@@ -335,6 +336,32 @@ def test_links_inside_the_tree_are_extracted_as_links(tmp_path: Path) -> None:
         if fmt == "tar.gz":
             hard = source / "hard.py"
             assert hard.read_text() == "VERSION = '1.0'\n" and not hard.is_symlink()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_name_too_long_for_the_file_system_is_a_clear_error(tmp_path: Path, fmt: str) -> None:
+    path = make_sdist(tmp_path, "demo", "1.0", {"x" * 300: ""}, fmt=fmt)
+    with pytest.raises(BuildError) as info:
+        sdist.extract(path, tmp_path / "out")
+    assert f"demo-1.0.{fmt}: cannot extract member 'demo-1.0/{'x' * 300}'" in str(info.value)
+    assert "this file system cannot hold it" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_damaged_member_data_is_a_read_error(tmp_path: Path, fmt: str) -> None:
+    """Damage in a member's data (a zip CRC found wrong while copying it, a truncated tar
+    stream) is reported as the archive's, not as an error writing the extracted file."""
+    path = make_sdist(tmp_path, "demo", "1.0", {"big.bin": os.urandom(1 << 16)}, fmt=fmt)
+    data = bytearray(path.read_bytes())
+    if fmt == "zip":
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{TOP}/big.bin")
+        data[info.header_offset + 30 + len(info.filename) + 100] ^= 0xFF  # CRC no longer matches
+    else:
+        data = data[: len(data) * 2 // 3]  # the gzip stream ends inside big.bin
+    path.write_bytes(bytes(data))
+    with pytest.raises(BuildError, match=rf"demo-1.0.{fmt}: cannot read the sdist archive"):
+        sdist.extract(path, tmp_path / "out")
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -17,6 +17,7 @@ Running backends is ``wheelhouse.build``'s job.
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import posixpath
@@ -382,9 +383,14 @@ def _extract_member(
                 "only in case on this file system, or made by someone else meanwhile); refusing "
                 "to write through it: check what else writes there"
             ) from None
+        advice = (
+            "this file system cannot hold it: lock a wheel of the package instead"
+            if exc.errno == errno.ENAMETOOLONG
+            else "check free space and permissions"
+        )
         raise BuildError(
             f"{escape(sdist)}: cannot extract member {quoted(member.name)} into {root} "
-            f"({exc.strerror}); check free space and permissions"
+            f"({exc.strerror}); {advice}"
         ) from None
 
 
