@@ -322,7 +322,7 @@ def test_links_inside_the_tree_are_extracted_as_links(tmp_path: Path) -> None:
         RawMember(f"{TOP}/pkg/alias.py", tarfile.SYMTYPE, linkname="../demo/__init__.py"),
         RawMember(f"{TOP}/up", tarfile.SYMTYPE, linkname=".."),  # the root itself: inside
         RawMember(f"{TOP}/chain", tarfile.SYMTYPE, linkname="pkg/alias.py"),
-        RawMember(f"{TOP}/hard.py", tarfile.LNKTYPE, linkname=f"{TOP}/demo/__init__.py"),
+        RawMember(f"{TOP}/hard.py", tarfile.LNKTYPE, linkname=f"./{TOP}//demo/__init__.py"),
         RawMember(f"{TOP}/dangling", tarfile.SYMTYPE, linkname="nothing/here"),
     ]
     for fmt in FORMATS:

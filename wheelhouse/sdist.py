@@ -279,7 +279,7 @@ class _Archive:
                 handle.close()
 
     def open(self, index: int) -> IO[bytes]:
-        """The content of member ``index`` (a regular file; for a tar hardlink, its target's)."""
+        """The content of member ``index``, a regular file."""
         info = self.infos[index]
         try:
             if isinstance(info, zipfile.ZipInfo):
@@ -354,17 +354,25 @@ def extract(path: Path, dest: Path) -> Path:
         layout, names = _check(path.name, archive.members)
         dest.mkdir(parents=True, exist_ok=True)
         root = os.path.realpath(dest)
+        files: dict[str, int] = {}  # normalized name -> index, of the regular files so far
         with _safefs.Tree(root) as tree:
             for index, (member, rel) in enumerate(zip(archive.members, names, strict=True)):
-                _extract_member(path.name, root, archive, tree, index, member, rel)
+                source = index
+                if member.kind == "file":
+                    files[rel] = index
+                elif member.kind == "hardlink":  # resolved as checked, not by tarfile's rules
+                    source = files[_safefs.normalize(member.linkname)]
+                _extract_member(path.name, root, archive, tree, member, rel, source)
     return Path(root, layout.top)
 
 
 def _extract_member(
-    sdist: str, root: str, archive: _Archive, tree: _safefs.Tree, index: int, member: Member,
-    rel: str,
+    sdist: str, root: str, archive: _Archive, tree: _safefs.Tree, member: Member, rel: str,
+    source: int,
 ) -> None:  # fmt: skip
-    info = archive.infos[index]
+    """Write ``member`` at ``rel``; a file's (or a hardlink's) content and mode are those of
+    member ``source`` (itself, or the regular file the hardlink names)."""
+    info = archive.infos[source]
     mode = info.mode if isinstance(info, tarfile.TarInfo) else info.external_attr >> 16
     try:
         if member.kind == "dir":
@@ -373,7 +381,7 @@ def _extract_member(
         elif member.kind == "symlink":
             tree.symlink(rel, member.linkname)
         else:  # a file, or a hardlink: a copy of the earlier file it names
-            with archive.open(index) as data:
+            with archive.open(source) as data:
                 tree.copy(rel, archive.reader(data), 0o755 if mode & 0o100 else 0o644)
     except OSError as exc:
         if exc.errno in _safefs.BLOCKED:
