@@ -276,8 +276,8 @@ class Tree:
             os.close(self._root)
             self._root = -1
 
-    def _dir(self, rel: str, create: bool) -> int:
-        """An fd of directory ``rel`` (created with its parents if ``create``)."""
+    def _dir(self, rel: str) -> int:
+        """An fd of directory ``rel``, created with its parents where missing."""
         if not rel:
             return self._root
         fd = self._fds.get(rel)
@@ -296,8 +296,6 @@ class Tree:
             try:
                 fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
-                if not create:
-                    raise
                 with contextlib.suppress(FileExistsError):  # made concurrently: opened below
                     os.mkdir(part, 0o755, dir_fd=fd)
                 fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -314,11 +312,11 @@ class Tree:
         head, _, base = rel.rpartition("/")
         if base in ("", ".", ".."):
             raise ValueError(f"not a normalized path: {rel!r}")
-        return self._dir(head, True), base
+        return self._dir(head), base
 
     def mkdir(self, rel: str) -> None:
         """Directory ``rel`` and its missing parents (an existing directory is fine)."""
-        self._dir(rel, True)
+        self._dir(rel)
 
     def write(self, rel: str, data: bytes, mode: int) -> None:
         """Create the new file ``rel`` holding ``data``."""
