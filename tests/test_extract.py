@@ -170,7 +170,7 @@ CASES: dict[str, tuple[Case, Sequence[str], str]] = {
             RawMember(f"{TOP}/x", tarfile.DIRTYPE, mode=0o755),
         ],
         FORMATS,
-        "is listed twice in the archive (a file, then a dir)",
+        "is listed twice in the archive (a file, then a directory)",
     ),
     "dir-then-file": (
         lambda c: [
@@ -178,7 +178,7 @@ CASES: dict[str, tuple[Case, Sequence[str], str]] = {
             RawMember(f"{TOP}/x", data=b"x"),
         ],
         FORMATS,
-        "is listed twice in the archive (a dir, then a file)",
+        "is listed twice in the archive (a directory, then a file)",
     ),
     "file-then-file-below-it": (
         lambda c: [RawMember(f"{TOP}/x", data=b"x"), RawMember(f"{TOP}/x/y", data=b"y")],

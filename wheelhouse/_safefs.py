@@ -40,6 +40,8 @@ HARDLINK = "hardlink"
 SPECIAL = "special"
 """Member kinds: ``special`` is a device file, FIFO or a tar type we do not know."""
 
+_SHOWN = {DIR: "directory"}
+
 MAX_LINK_HOPS = 40
 """Symlinks followed while resolving one target (Linux's own limit is 40)."""
 
@@ -166,7 +168,7 @@ def check_entries(entries: Iterable[Entry]) -> list[tuple[Entry, str]]:
             raise UnsafeMember(entry.name, "is a device file or FIFO (or another special file)")
         if not norm:
             if kind != DIR:
-                raise UnsafeMember(entry.name, f"is a {kind} with an empty name")
+                raise UnsafeMember(entry.name, f"is a {_SHOWN.get(kind, kind)} with an empty name")
             checked.append((entry, norm))  # "./": the extraction directory itself
             continue
         seen = kinds.get(norm)
@@ -175,12 +177,13 @@ def check_entries(entries: Iterable[Entry]) -> list[tuple[Entry, str]]:
             if normalize(other.name) != norm:  # a directory implied by a member below it
                 raise UnsafeMember(
                     entry.name,
-                    f"is a {kind} but the archive has members below it ({quoted(other.name)})",
+                    f"is a {_SHOWN.get(kind, kind)} but the archive has members below it "
+                    f"({quoted(other.name)})",
                 )
             raise UnsafeMember(
                 entry.name,
-                f"is listed twice in the archive (a {seen}, then a {kind}); an archive must "
-                "list each name once",
+                f"is listed twice in the archive (a {_SHOWN.get(seen, seen)}, then a "
+                f"{_SHOWN.get(kind, kind)}); an archive must list each name once",
             )
         if kind == HARDLINK:
             if not entry.linkname or unsafe_name(entry.linkname) is not None:
@@ -193,7 +196,7 @@ def check_entries(entries: Iterable[Entry]) -> list[tuple[Entry, str]]:
                 raise UnsafeMember(
                     entry.name,
                     f"is a hardlink to {quoted(entry.linkname)}, which is "
-                    + (f"a {what}" if what else "not a member before it")
+                    + (f"a {_SHOWN.get(what, what)}" if what else "not a member before it")
                     + " (only hardlinks to earlier regular files are extracted)",
                 )
         elif kind == SYMLINK:
