@@ -216,6 +216,11 @@ CASES: dict[str, tuple[Case, Sequence[str], str]] = {
         FORMATS,
         "is listed twice in the archive",
     ),
+    "empty-name": (
+        lambda c: [RawMember("", data=PWNED)],
+        FORMATS,
+        "is a file with an empty name",
+    ),
     "absolute": (
         lambda c: [RawMember(str(c.file), data=PWNED)],
         FORMATS,

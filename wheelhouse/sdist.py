@@ -213,7 +213,7 @@ def _tar_kind(info: tarfile.TarInfo) -> MemberKind:
 
 def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
     mode = info.external_attr >> 16
-    if info.is_dir():
+    if info.filename.endswith("/"):  # is_dir() raises IndexError for an empty name
         return "dir"
     if stat.S_ISLNK(mode):
         return "symlink"
