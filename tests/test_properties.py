@@ -446,3 +446,56 @@ def test_accepted_archives_extract_and_their_links_stay_inside(
                 if os.path.islink(path):
                     real = os.path.realpath(path)
                     assert real == root or real.startswith(root + os.sep), (entries, path, real)
+
+
+def _sdist_bytes(fmt: str) -> bytes:
+    """A small sdist with a directory, a symlink and (in tar) a hardlink: the mutation seed. A
+    tar.gz is returned uncompressed, so mutations hit tar headers, not the gzip CRC."""
+    import gzip
+    import tarfile
+
+    from sdistmaker import RawMember, make_sdist
+
+    raw = [RawMember("demo-1.0/alias.py", tarfile.SYMTYPE, linkname="demo/__init__.py")]
+    if fmt == "tar.gz":
+        raw.append(RawMember("demo-1.0/hard.py", tarfile.LNKTYPE, linkname="demo-1.0/PKG-INFO"))
+    with tempfile.TemporaryDirectory() as d:
+        data = make_sdist(Path(d), "demo", "1.0", {"demo/__init__.py": "X = 1\n"}, raw=raw,
+                          fmt=fmt).read_bytes()  # fmt: skip
+    return gzip.decompress(data) if fmt == "tar.gz" else data
+
+
+_SDISTS = {fmt: _sdist_bytes(fmt) for fmt in ("tar.gz", "zip")}
+
+
+@settings(SETTINGS, max_examples=200)
+@given(
+    fmt=st.sampled_from(sorted(_SDISTS)),
+    cuts=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(1, 255)), min_size=1, max_size=4),
+    truncate=st.integers(0, 1 << 16) | st.none(),
+)
+def test_damaged_sdists_extract_or_fail_in_one_error(
+    fmt: str, cuts: list[tuple[int, int]], truncate: int | None
+) -> None:
+    """Any damage to an sdist's headers or data gives a ``WheelhouseError`` (one line at the CLI)
+    or a clean extraction, never another exception, and nothing outside the destination."""
+    import gzip
+
+    from wheelhouse import sdist
+    from wheelhouse.errors import WheelhouseError
+
+    raw = bytearray(_SDISTS[fmt])
+    for at, xor in cuts:
+        raw[at % len(raw)] ^= xor
+    if truncate is not None:
+        raw = raw[: truncate % len(raw)]
+    data = gzip.compress(bytes(raw), mtime=0) if fmt == "tar.gz" else bytes(raw)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, f"demo-1.0.{fmt}")
+        path.write_bytes(data)
+        for action in (sdist.read_build_system, lambda p: sdist.extract(p, Path(tmp, "out"))):
+            try:
+                action(path)
+            except WheelhouseError as exc:
+                assert "\n" not in str(exc) and path.name in str(exc)
+        assert sorted(os.listdir(tmp)) in ([path.name], [path.name, "out"])

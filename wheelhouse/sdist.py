@@ -223,8 +223,10 @@ def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
 
 
 def _open_error(sdist: Path, exc: BaseException) -> BuildError:
+    # tarfile's "could not be opened" spans lines (one per compression it tried)
+    why = " ".join(line.strip() for line in str(exc).splitlines())
     return BuildError(
-        f"{escape(sdist.name)}: cannot read the sdist archive ({escape(str(exc))}); fetch it again"
+        f"{escape(sdist.name)}: cannot read the sdist archive ({escape(why)}); fetch it again"
     )
 
 
