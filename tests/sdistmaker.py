@@ -2,8 +2,10 @@
 
 ``make_sdist`` writes a byte-reproducible ``<name>-<version>.tar.gz`` (or ``.zip``): a top
 directory with ``PKG-INFO``, an optional ``pyproject.toml`` (from a dict) and the given files;
-``raw`` members are added as given (names, types and link targets not touched), which is how the
-unsafe-archive tests make ``../``, absolute, link and device members.
+``raw`` members are added as given, after the others (names, types, link targets and pax
+headers not touched; in a zip, a symlink's target is its content and a directory's name ends
+with ``/``), which is how the unsafe-archive tests make ``../``, absolute, link, device and
+duplicate members; ``symlink_chain`` makes CVE-2025-4517's chain of symlinks.
 
 ``make_backend_wheel`` writes ``tinybackend``, a real build backend configured per sdist through
 ``[tool.tinybackend]`` in its pyproject.toml:
@@ -24,9 +26,12 @@ No timestamps leak: archives use mtime 0 (wheels built by tinybackend use SOURCE
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import re
+import stat
 import tarfile
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,19 +49,98 @@ __all__ = [
     "make_backend_wheel",
     "make_sdist",
     "module_name",
+    "swap_locked_file",
+    "symlink_chain",
     "tiny_pyproject",
 ]
 
 
 @dataclass(frozen=True)
 class RawMember:
-    """A tar member written exactly as given (for unsafe-archive tests)."""
+    """An archive member written exactly as given (for unsafe-archive tests).
+
+    ``pax`` headers go into a tar member's pax header as given (``{"path": "../x"}`` overrides
+    the name in the ustar header); a zip has no hardlinks and no pax headers.
+    """
 
     name: str
     type: bytes = tarfile.REGTYPE
     data: bytes = b""
     linkname: str = ""
     mode: int = 0o644
+    pax: Mapping[str, str] | None = None
+
+    def zip_info(self) -> tuple[zipfile.ZipInfo, bytes]:
+        kinds = {
+            tarfile.REGTYPE: stat.S_IFREG,
+            tarfile.DIRTYPE: stat.S_IFDIR,
+            tarfile.SYMTYPE: stat.S_IFLNK,
+            tarfile.CHRTYPE: stat.S_IFCHR,
+            tarfile.BLKTYPE: stat.S_IFBLK,
+            tarfile.FIFOTYPE: stat.S_IFIFO,
+        }
+        if self.type not in kinds or self.pax:
+            raise ValueError(f"a zip cannot hold {self}")
+        name = self.name + "/" if self.type == tarfile.DIRTYPE else self.name
+        info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
+        info.create_system = 3  # unix: the mode bits count
+        info.external_attr = (kinds[self.type] | self.mode) << 16
+        return info, self.linkname.encode() if self.type == tarfile.SYMTYPE else self.data
+
+    def tar_info(self) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(self.name)
+        info.type, info.linkname, info.mode, info.mtime = self.type, self.linkname, self.mode, 0
+        info.size = len(self.data) if self.type == tarfile.REGTYPE else 0
+        if self.pax:
+            info.pax_headers = dict(self.pax)
+        return info
+
+
+def symlink_chain(
+    top: str, target: str, *, steps: int = 16, length: int = 247, through: bool = True
+) -> list[RawMember]:
+    """CVE-2025-4517's members: ``top/escape`` is a symlink that, followed on disk, leads to
+    ``target`` (an absolute path, reached with ``..`` from an extraction directory at most
+    ``steps`` levels deep), while every member, link targets included, stays inside ``top`` when
+    read lexically (without following links).
+
+    How: ``top/a`` -> ``ddd...``, ``top/ddd.../b`` -> ``ddd...``, ... (``steps`` links to
+    directories with ``length``-character names) make ``top/a/b/.../p`` really
+    ``top/ddd.../ddd.../...``, longer than PATH_MAX, so ``os.path.realpath`` stops resolving it;
+    ``top/a/.../p/lll...`` -> ``../`` x ``steps`` is lexically deep but really ``top``, so the
+    ``..`` after it climb out of the tree on disk and not on paper. Writing ``top/escape/<name>``
+    then writes ``<target>/<name>``. ``through=False`` lists each member under its real path
+    (``top/ddd.../b``, not ``top/a/b``): then only following the links shows the escape.
+    """
+    comp = "d" * length
+    members: list[RawMember] = []
+    path = real = top
+    for i in range(steps):
+        step = chr(ord("a") + i)
+        where = path if through else real
+        members.append(RawMember(f"{where}/{comp}", tarfile.DIRTYPE, mode=0o755))
+        members.append(RawMember(f"{where}/{step}", tarfile.SYMTYPE, linkname=comp))
+        path, real = f"{path}/{step}", f"{real}/{comp}"
+    up = "l" * 254
+    where = path if through else real
+    members.append(RawMember(f"{where}/{up}", tarfile.SYMTYPE, linkname="../" * steps))
+    climb = "../" * (steps + 2)  # lexically still inside the archive's root
+    link = f"{path[len(top) + 1 :]}/{up}/{climb}{target.strip('/')}"
+    members.append(RawMember(f"{top}/escape", tarfile.SYMTYPE, linkname=link))
+    return members
+
+
+def swap_locked_file(lock: Path, file: Path, new: bytes) -> None:
+    """Replace a locked file's bytes, and its sha256 and size in the lock, as a hostile index
+    would serve other bytes on a later lock."""
+    old = file.read_bytes()
+    old_sha = hashlib.sha256(old).hexdigest()
+    text = lock.read_text()
+    assert old_sha in text, f"{file.name} is not in {lock}"
+    text = text.replace(old_sha, hashlib.sha256(new).hexdigest())
+    text = text.replace(f"size = {len(old)}\n", f"size = {len(new)}\n")
+    lock.write_text(text)
+    file.write_bytes(new)
 
 
 def module_name(name: str) -> str:
@@ -92,11 +176,14 @@ def make_sdist(
         members[path] = data.encode() if isinstance(data, str) else data
     out = Path(directory) / (filename or f"{top}.{fmt}")
     if fmt == "zip":
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # duplicate names are added on purpose
             for path in sorted(members):
                 info = zipfile.ZipInfo(f"{top}/{path}", (1980, 1, 1, 0, 0, 0))
                 info.external_attr = 0o100644 << 16
                 zf.writestr(info, members[path])
+            for member in raw:
+                zf.writestr(*member.zip_info())
         return out
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -110,14 +197,7 @@ def make_sdist(
             info.size, info.mode, info.mtime = len(members[path]), 0o644, 0
             tar.addfile(info, io.BytesIO(members[path]))
         for member in raw:
-            info = tarfile.TarInfo(member.name)
-            info.type, info.linkname, info.mode, info.mtime = (
-                member.type,
-                member.linkname,
-                member.mode,
-                0,
-            )
-            info.size = len(member.data) if member.type == tarfile.REGTYPE else 0
+            info = member.tar_info()
             tar.addfile(info, io.BytesIO(member.data) if info.size else None)
     with open(out, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0, filename="") as gz:
         gz.write(buf.getvalue())

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from indexserver import IndexServer
-from sdistmaker import APP_PYPROJECT, RawMember, build_sdist_index, make_sdist
+from sdistmaker import APP_PYPROJECT, RawMember, build_sdist_index, make_sdist, swap_locked_file
 from wheelmaker import make_wheel
 
 from wheelhouse import build
@@ -47,15 +47,7 @@ class Project:
 
     def swap_sdist(self, path: Path, filename: str = "app-1.0.tar.gz") -> None:
         """Replace a locked sdist's bytes (wheelhouse and lock hash), as a hostile index would."""
-        old = self.wheelhouse / filename
-        old_sha = hashlib.sha256(old.read_bytes()).hexdigest()
-        old_size = old.stat().st_size
-        new = path.read_bytes()
-        old.write_bytes(new)
-        text = self.lock.read_text()
-        text = text.replace(old_sha, hashlib.sha256(new).hexdigest())
-        text = text.replace(f"size = {old_size}\n", f"size = {len(new)}\n")
-        self.lock.write_text(text)
+        swap_locked_file(self.lock, self.wheelhouse / filename, path.read_bytes())
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,11 @@ CASES: dict[str, tuple[Maker, type[WheelhouseError], tuple[str, ...]]] = {
         UnsafePathError,
         ("'pkg/l'", "symbolic link"),
     ),
+    "member-name-with-a-terminal-escape": (
+        lambda d: [make_wheel(d, "pkg", "1.0", _files(**{"\x1b[2K\x1b[1Aerror: ok.py": ""}))],
+        UnsafePathError,
+        ("'pkg/\\x1b[2K\\x1b[1Aerror: ok.py'", "control character"),
+    ),
     "duplicate-zip-names": (
         lambda d: [make_wheel(d, "pkg", "1.0", extra_members=[Member("pkg/__init__.py", b"2")])],
         InstallError,

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import marshal
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -268,6 +269,31 @@ def test_empty_environment(tmp_path: Path) -> None:
     report = install_env([], prefix)
     assert report.wheels == 0
     assert run(prefix, "import sys; print(sys.prefix != sys.base_prefix)") == "True"
+
+
+def _oldest_python() -> str | None:
+    """A Python 3.8 (the oldest the worker supports) from PATH or pyenv, if there is one."""
+    root = Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser()
+    found = [shutil.which("python3.8"), *map(str, sorted(root.glob("versions/3.8*/bin/python3.8")))]
+    for python in found:
+        if python and subprocess.run([python, "-c", ""], capture_output=True).returncode == 0:
+            return python
+    return None
+
+
+OLDEST_PYTHON = _oldest_python()
+
+
+@pytest.mark.skipif(OLDEST_PYTHON is None, reason="needs a Python 3.8")
+def test_worker_runs_on_the_oldest_supported_python(tmp_path: Path, rich_wheel: Path) -> None:
+    """The worker and the _safefs module it imports keep to Python 3.8's syntax and library."""
+    assert OLDEST_PYTHON is not None
+    prefix = tmp_path / "env"
+    report = install(prefix, rich_wheel, python=OLDEST_PYTHON)
+    assert report.bytecode > 0
+    assert run(prefix, "import sys, rich_pkg; print(sys.version_info[:2], rich_pkg.VALUE)") == (
+        "(3, 8) 42"
+    )
 
 
 @pytest.mark.skipif(not os.path.exists(DEBIAN_PYTHON), reason=f"needs {DEBIAN_PYTHON}")

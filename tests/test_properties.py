@@ -24,7 +24,7 @@ from packaging.version import Version
 from wheelmaker import make_wheel
 
 from wheelhouse import _install_worker as worker
-from wheelhouse import install, lockfile
+from wheelhouse import _safefs, install, lockfile
 from wheelhouse.errors import InstallError, SelectionError, UnsafePathError
 from wheelhouse.model import Artifact
 from wheelhouse.selection import Candidate, candidate_identity, select
@@ -393,3 +393,109 @@ def test_entry_point_examples_are_rejected(script: str) -> None:
     wheel = _wheel_with_entry_points(f"[console_scripts]\n{script} = pkg.cli:main\n")
     with pytest.raises(UnsafePathError, match="entry point"):
         install._scripts(wheel, "/prefix/bin/python")
+
+
+# --- archive checks against the kernel (wheelhouse/_safefs.py) ----------------------------------
+
+COMPONENTS = st.sampled_from(["a", "b", "c"])
+LINK_PARTS = st.sampled_from(["a", "b", "c", "..", ".", ""])
+
+
+@st.composite
+def archives(draw: st.DrawFn) -> list[_safefs.Entry]:
+    """Small archives of files, directories and symlinks with relative targets, over three
+    names, so that links to links, links through links and climbs out are frequent."""
+    entries = []
+    for _ in range(draw(st.integers(1, 8))):
+        name = "/".join(draw(st.lists(COMPONENTS, min_size=1, max_size=3)))
+        kind = draw(st.sampled_from([_safefs.FILE, _safefs.DIR, _safefs.SYMLINK]))
+        target = ""
+        if kind == _safefs.SYMLINK:
+            target = "/".join(draw(st.lists(LINK_PARTS, min_size=1, max_size=5)))
+        entries.append(_safefs.Entry(name, kind, target))
+    return entries
+
+
+@settings(SETTINGS, max_examples=300)
+@given(entries=archives())
+def test_accepted_archives_extract_and_their_links_stay_inside(
+    entries: list[_safefs.Entry],
+) -> None:
+    """What ``check_entries`` accepts (decided on names only) extracts without an error, and the
+    kernel, resolving every symlink on disk (os.path.realpath: the paths are short here), never
+    leaves the root: the lexical resolution is at least as strict as the real one."""
+    try:
+        checked = _safefs.check_entries(entries)
+    except _safefs.UnsafeMember:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.realpath(os.path.join(tmp, "root"))
+        os.mkdir(root)
+        with _safefs.Tree(root) as tree:
+            for entry, rel in checked:
+                if entry.kind == _safefs.DIR:
+                    tree.mkdir(rel)
+                elif entry.kind == _safefs.FILE:
+                    tree.write(rel, b"x", 0o644)
+                else:
+                    tree.symlink(rel, entry.linkname)
+        assert os.listdir(tmp) == ["root"]
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                if os.path.islink(path):
+                    real = os.path.realpath(path)
+                    assert real == root or real.startswith(root + os.sep), (entries, path, real)
+
+
+def _sdist_bytes(fmt: str) -> bytes:
+    """A small sdist with a directory, a symlink and (in tar) a hardlink: the mutation seed. A
+    tar.gz is returned uncompressed, so mutations hit tar headers, not the gzip CRC."""
+    import gzip
+    import tarfile
+
+    from sdistmaker import RawMember, make_sdist
+
+    raw = [RawMember("demo-1.0/alias.py", tarfile.SYMTYPE, linkname="demo/__init__.py")]
+    if fmt == "tar.gz":
+        raw.append(RawMember("demo-1.0/hard.py", tarfile.LNKTYPE, linkname="demo-1.0/PKG-INFO"))
+    with tempfile.TemporaryDirectory() as d:
+        data = make_sdist(Path(d), "demo", "1.0", {"demo/__init__.py": "X = 1\n"}, raw=raw,
+                          fmt=fmt).read_bytes()  # fmt: skip
+    return gzip.decompress(data) if fmt == "tar.gz" else data
+
+
+_SDISTS = {fmt: _sdist_bytes(fmt) for fmt in ("tar.gz", "zip")}
+
+
+@settings(SETTINGS, max_examples=200)
+@given(
+    fmt=st.sampled_from(sorted(_SDISTS)),
+    cuts=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(1, 255)), min_size=1, max_size=4),
+    truncate=st.integers(0, 1 << 16) | st.none(),
+)
+def test_damaged_sdists_extract_or_fail_in_one_error(
+    fmt: str, cuts: list[tuple[int, int]], truncate: int | None
+) -> None:
+    """Any damage to an sdist's headers or data gives a ``WheelhouseError`` (one line at the CLI)
+    or a clean extraction, never another exception, and nothing outside the destination."""
+    import gzip
+
+    from wheelhouse import sdist
+    from wheelhouse.errors import WheelhouseError
+
+    raw = bytearray(_SDISTS[fmt])
+    for at, xor in cuts:
+        raw[at % len(raw)] ^= xor
+    if truncate is not None:
+        raw = raw[: truncate % len(raw)]
+    data = gzip.compress(bytes(raw), mtime=0) if fmt == "tar.gz" else bytes(raw)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, f"demo-1.0.{fmt}")
+        path.write_bytes(data)
+        for action in (sdist.read_build_system, lambda p: sdist.extract(p, Path(tmp, "out"))):
+            try:
+                action(path)
+            except WheelhouseError as exc:
+                assert "\n" not in str(exc) and path.name in str(exc)
+        assert sorted(os.listdir(tmp)) in ([path.name], [path.name, "out"])

@@ -27,7 +27,6 @@ Any failure is answered with ``{"error": {"kind": <wheelhouse.errors class>, "me
 from __future__ import annotations
 
 import binascii
-import contextlib
 import csv
 import gc
 import hashlib
@@ -46,13 +45,17 @@ import warnings
 import zlib
 from typing import Any, BinaryIO
 
+if __package__:  # imported as wheelhouse._install_worker (tests, mypy)
+    from wheelhouse import _safefs
+else:  # run as a script by the target interpreter: sys.path[0] is this directory
+    import _safefs  # type: ignore[import-not-found,no-redef]
+
 SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
 # Hash algorithms RECORD may use (the binary distribution format forbids md5 and sha1).
 _ALLOWED_HASHES = frozenset(
     ("sha224", "sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512", "blake2b")
 )
 _NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-_O_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 INSTALLER = b"wheelhouse\n"
 
@@ -105,17 +108,26 @@ def _damaged(wheel: str, what: str) -> WorkerError:
 def _unsafe(wheel: str, member: str, why: str) -> WorkerError:
     return WorkerError(
         "UnsafePathError",
-        f"{wheel}: member {member!r} {why}; refusing to install this wheel (it may be malicious; "
-        "rebuild it or get it from a trusted source)",
+        f"{wheel}: member {_safefs.quoted(member)} {why}; refusing to install this wheel (it may "
+        "be malicious; rebuild it or get it from a trusted source)",
     )
 
 
+def _control(name: str) -> bool:
+    """Whether ``name`` holds a control character or a line separator: never part of a real
+    file name, and printed raw (in a path) it would forge lines on the user's terminal."""
+    return any(c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" for c in name)
+
+
 def _check_member_path(wheel: str, name: str) -> None:
-    """Reject names that could land outside their scheme directory."""
+    """Reject names that could land outside their scheme directory, or that hold control
+    characters (destinations derived from them are printed in messages)."""
     if not name:
         raise _unsafe(wheel, name, "has an empty name")
     if "\\" in name or "\x00" in name:
         raise _unsafe(wheel, name, "contains a backslash or NUL byte")
+    if _control(name):
+        raise _unsafe(wheel, name, "contains a control character or line separator")
     if name[0] == "/" or name[1:2] == ":":
         raise _unsafe(wheel, name, "is an absolute path")
     padded = "/" + (name[:-1] if name[-1] == "/" else name) + "/"
@@ -529,10 +541,16 @@ def plan_summary(plan: WheelPlan) -> dict[str, Any]:
 
 
 class Installer:
-    """Writes planned wheels below ``root`` (the staging directory for the final ``prefix``)."""
+    """Writes planned wheels below ``root`` (the staging directory for the final ``prefix``).
+
+    Every write goes through ``_safefs.Tree``: directory fds opened with ``O_NOFOLLOW`` from the
+    root down and files created with ``O_EXCL | O_NOFOLLOW`` at them, so a link on disk can
+    never redirect a write outside ``root``. (The fds are closed when the worker exits.)
+    """
 
     def __init__(self, root: str, prefix: str, sp_rel: str, shebang: bytes, compile_: bool) -> None:
-        self.root = root + "/"
+        self.tree = _safefs.Tree(root)
+        self.wheel = ""
         self.prefix = prefix + "/"
         self.sp_rel = sp_rel + "/"
         self.shebang = shebang
@@ -549,27 +567,33 @@ class Installer:
         """Create directory ``rel`` (and missing parents) below root, at most once."""
         if rel in self.made or not rel:
             return
-        path = self.root + rel
         try:
-            os.mkdir(path)
-        except FileExistsError:
-            pass  # made by another worker, or by the layout
-        except FileNotFoundError:
-            self._mkdir(rel.rpartition("/")[0])
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path)
+            self.tree.mkdir(rel)  # made by another worker or by the layout: fine
+        except OSError as e:
+            raise self._failed(rel, e) from None
         self.made.add(rel)
 
     def _write(self, dest: str, data: bytes, mode: int) -> None:
-        fd = os.open(self.root + dest, _O_FLAGS, mode)
         try:
-            n = os.write(fd, data) if data else 0
-            if n != len(data):
-                view = memoryview(data)[n:]
-                while view:
-                    view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+            self.tree.write(dest, data, mode)
+        except OSError as e:
+            raise self._failed(dest, e) from None
+
+    def _failed(self, dest: str, e: OSError) -> WorkerError:
+        where = _safefs.escape(dest)
+        if e.errno in _safefs.BLOCKED:
+            return WorkerError(
+                "UnsafePathError",
+                f"{self.wheel}: cannot write {where} ({e.strerror}): a link or another file is "
+                "in the way on disk (a name differing only in case on this file system, or made "
+                "by someone else meanwhile); refusing to write through it: check what else writes "
+                "to the environment",
+            )
+        return WorkerError(
+            "InstallError",
+            f"{self.wheel}: writing {where} failed ({e.strerror}); check free space and "
+            "permissions",
+        )
 
     def _pyc(self, wheel: str, dest: str, source: bytes, write: bool) -> str | None:
         """Compile ``source`` (installed at ``dest``); returns the pyc path, None if invalid."""
@@ -580,8 +604,8 @@ class Installer:
             if write:
                 why = (str(e).splitlines() or [""])[0]
                 self.warnings.append(
-                    f"{wheel}: {dest} is not valid Python, left without bytecode "
-                    f"({type(e).__name__}: {why})"
+                    f"{wheel}: {_safefs.escape(dest)} is not valid Python, left without bytecode "
+                    f"({type(e).__name__}: {_safefs.escape(why)})"
                 )
             return None
         head, _, tail = dest.rpartition("/")
@@ -606,7 +630,7 @@ class Installer:
         """
         data = plan.data
         view = memoryview(data)
-        wheel = plan.filename
+        wheel = self.wheel = plan.filename
         sp_rel = self.sp_rel
         sp_len = len(sp_rel)
         compile_ = self.compile

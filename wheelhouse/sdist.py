@@ -2,11 +2,13 @@
 
 Everything a build needs to *decide* lives here and does no work beyond reading the archive:
 
-* ``inspect``/``read_build_system``: the sdist's members are checked (no ``..``, no absolute
-  paths, no links leaving the tree, no device files, a ``PKG-INFO``) and its
+* ``inspect``/``read_build_system``: the sdist's members are checked on their own names
+  (``wheelhouse._safefs.check_entries``: no ``..``, no absolute paths, nothing through a symlink
+  member, no link leaving the tree, no device files, no name twice; a ``PKG-INFO``) and its
   ``[build-system]`` is read from ``pyproject.toml`` inside the archive, without extracting.
-* ``extract``: the same checks, then extraction (tarfile's ``data`` filter where the Python has
-  it, else an equivalent member-by-member copy), so an sdist can never write outside its tree.
+* ``extract``: the same checks, then our own member-by-member extraction through directory file
+  descriptors (``wheelhouse._safefs.Tree``), the same for tar and zip on every Python, so an
+  sdist can never write outside its tree.
 * ``build_order``: sdists whose locked build environment holds another sdist wait for that one's
   wheel; the order is deterministic and a cycle is an error naming it.
 
@@ -15,14 +17,16 @@ Running backends is ``wheelhouse.build``'s job.
 
 from __future__ import annotations
 
+import errno
+import lzma
 import os
 import posixpath
-import shutil
 import stat
 import tarfile
 import tomllib
 import zipfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -32,6 +36,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from wheelhouse import _safefs
+from wheelhouse._safefs import escape, quoted
 from wheelhouse.errors import BuildError, UnsafePathError
 
 __all__ = [
@@ -119,7 +125,7 @@ def build_system(pyproject: Mapping[str, Any] | None, where: str) -> BuildSystem
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise BuildError(f"{where}: backend-path in pyproject.toml must be a list of strings")
     for p in paths:
-        if _unsafe_name(p) or posixpath.isabs(p):
+        if _safefs.unsafe_name(p) or posixpath.isabs(p):
             raise BuildError(f"{where}: backend-path {p!r} leaves the source tree")
     return BuildSystem(tuple(requires), backend, tuple(paths))
 
@@ -127,73 +133,70 @@ def build_system(pyproject: Mapping[str, Any] | None, where: str) -> BuildSystem
 # --- member checks (pure) ------------------------------------------------------------------------
 
 
-def _unsafe_name(name: str) -> str | None:
-    """Why ``name`` (an archive path) could land outside the extraction directory, if it could."""
-    if "\0" in name:
-        return "contains a NUL byte"
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
-        return "is an absolute path"
-    if ".." in norm.split("/"):
-        return "contains a '..' component"
-    return None
+def _unsafe(sdist: str, member: str, why: str) -> UnsafePathError:
+    return UnsafePathError(
+        f"{escape(sdist)}: member {quoted(member)} {why}; refusing to extract this sdist (it may "
+        "be malicious): lock a wheel of the package instead (drop it from --no-binary) or use an "
+        "sdist from a trusted source"
+    )
 
 
-def _normalize(name: str) -> str:
-    """``./a//b/`` -> ``a/b``: the path a member really has below the extraction directory."""
-    return "/".join(p for p in name.split("/") if p not in ("", "."))
-
-
-def _link_escapes(name: str, linkname: str, kind: MemberKind) -> str | None:
-    if not linkname:
-        return f"is a {kind} without a target"
-    if linkname.startswith("/") or "\0" in linkname:
-        return f"is a {kind} to the absolute path {linkname!r}"
-    base = posixpath.dirname(name) if kind == "symlink" else ""
-    resolved = posixpath.normpath(posixpath.join(base, linkname))
-    if resolved == ".." or resolved.startswith("../"):
-        return f"is a {kind} to {linkname!r}, outside the archive"
-    return None
+def _check(sdist: str, members: Sequence[Member]) -> tuple[Layout, list[str]]:
+    """``check_members``, also returning each member's normalized name (in archive order)."""
+    try:
+        checked = _safefs.check_entries(_safefs.Entry(m.name, m.kind, m.linkname) for m in members)
+    except _safefs.UnsafeMember as exc:
+        raise _unsafe(sdist, exc.member, exc.why) from None
+    tops: set[str] = set()
+    files: set[str] = set()
+    for entry, norm in checked:
+        if not norm:
+            continue  # "./"
+        tops.add(norm.split("/")[0])
+        if entry.kind == "file":
+            files.add(norm)
+    if len(tops) != 1:
+        shown = ", ".join(escape(t) for t in sorted(tops)[:5]) or "none"
+        raise BuildError(
+            f"{escape(sdist)}: an sdist holds one top-level directory, this one has "
+            f"{len(tops)} ({shown}); it is not a valid sdist: use a proper sdist of this package"
+        )
+    (top,) = tops
+    if f"{top}/PKG-INFO" not in files:
+        raise BuildError(
+            f"{escape(sdist)}: has no {escape(top)}/PKG-INFO, so it is not a valid sdist "
+            "(PEP 643); lock a wheel or a proper sdist of this package"
+        )
+    names = [norm for _entry, norm in checked]
+    return Layout(top, f"{top}/pyproject.toml" in files), names
 
 
 def check_members(sdist: str, members: Iterable[Member]) -> Layout:
     """Refuse anything unsafe to extract, and find the sdist's top directory and PKG-INFO.
 
-    ``UnsafePathError`` names the sdist and the member; a missing ``PKG-INFO`` (not an sdist, but
-    some other archive) is a ``BuildError``.
+    The rules are ``wheelhouse._safefs.check_entries``'s, decided on the archive's own names
+    (never on the disk): no absolute or ``..`` names, no device files or FIFOs, nothing written
+    through a symlink member, no link leading outside the tree (following the archive's own
+    links), hardlinks only to earlier regular files, each name once (a directory may be listed
+    again). ``UnsafePathError`` names the sdist and the member; a missing ``PKG-INFO`` (not an
+    sdist, but some other archive) is a ``BuildError``.
     """
-    tops: set[str] = set()
-    files: set[str] = set()
-    for m in members:
-        why = _unsafe_name(m.name)
-        if why is None and m.kind == "special":
-            why = "is a device file or FIFO"
-        if why is None and m.kind in ("symlink", "hardlink"):
-            why = _link_escapes(m.name, m.linkname, m.kind)
-        if why is not None:
-            raise UnsafePathError(
-                f"{sdist}: member {m.name!r} {why}; refusing to extract this sdist"
-            )
-        norm = _normalize(m.name)
-        if norm:
-            tops.add(norm.split("/")[0])
-            if m.kind == "file":
-                files.add(norm)
-    if len(tops) != 1:
-        raise BuildError(
-            f"{sdist}: an sdist holds one top-level directory, this one has "
-            f"{len(tops)} ({', '.join(sorted(tops)[:5]) or 'none'}); it is not a valid sdist"
-        )
-    (top,) = tops
-    if f"{top}/PKG-INFO" not in files:
-        raise BuildError(
-            f"{sdist}: has no {top}/PKG-INFO, so it is not a valid sdist (PEP 643); lock a wheel "
-            "or a proper sdist of this package"
-        )
-    return Layout(top, f"{top}/pyproject.toml" in files)
+    return _check(sdist, list(members))[0]
 
 
 # --- archives ------------------------------------------------------------------------------------
+
+_READ_ERRORS = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    RuntimeError,  # zipfile: encrypted member, unsupported compression (NotImplementedError)
+    ValueError,
+)
+"""What reading a damaged tar or zip archive (or its gzip/bz2/xz/deflate stream) can raise."""
 
 
 def _tar_kind(info: tarfile.TarInfo) -> MemberKind:
@@ -210,7 +213,7 @@ def _tar_kind(info: tarfile.TarInfo) -> MemberKind:
 
 def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
     mode = info.external_attr >> 16
-    if info.is_dir():
+    if info.filename.endswith("/"):  # is_dir() raises IndexError for an empty name
         return "dir"
     if stat.S_ISLNK(mode):
         return "symlink"
@@ -219,173 +222,186 @@ def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
     return "file"
 
 
-def _open_error(sdist: Path, exc: Exception) -> BuildError:
-    return BuildError(f"{sdist.name}: cannot read the sdist archive ({exc}); fetch it again")
+def _open_error(sdist: Path, exc: BaseException) -> BuildError:
+    # tarfile's "could not be opened" spans lines (one per compression it tried)
+    why = " ".join(line.strip() for line in str(exc).splitlines())
+    return BuildError(
+        f"{escape(sdist.name)}: cannot read the sdist archive ({escape(why)}); fetch it again"
+    )
 
 
-def _members(path: Path) -> list[Member]:
-    try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                return [
-                    Member(
-                        i.filename,
-                        _zip_kind(i),
-                        zf.read(i).decode("utf-8", "replace") if _zip_kind(i) == "symlink" else "",
-                        i.file_size,
+class _Archive:
+    """An sdist archive parsed once: the checks and the extraction see the same member objects
+    (and so the very names tarfile reports, pax ``path``/``linkpath`` overrides applied)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip: zipfile.ZipFile | None = None
+        self.tar: tarfile.TarFile | None = None
+        self.members: list[Member] = []
+        self.infos: list[tarfile.TarInfo | zipfile.ZipInfo] = []
+        try:
+            if path.name.endswith(".zip"):
+                self.zip = zipfile.ZipFile(path)
+                self._list_zip(self.zip)
+            else:
+                self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed in close()
+                for tinfo in self.tar.getmembers():
+                    self.members.append(
+                        Member(tinfo.name, _tar_kind(tinfo), tinfo.linkname, tinfo.size)
                     )
-                    for i in zf.infolist()
-                ]
-        with tarfile.open(path, "r:*") as tar:
-            return [Member(i.name, _tar_kind(i), i.linkname, i.size) for i in tar.getmembers()]
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise _open_error(path, exc) from None
+                    self.infos.append(tinfo)
+        except UnsafePathError:
+            self.close()
+            raise
+        except _READ_ERRORS as exc:
+            self.close()
+            raise _open_error(path, exc) from None
+
+    def _list_zip(self, zf: zipfile.ZipFile) -> None:
+        for zinfo in zf.infolist():
+            kind = _zip_kind(zinfo)
+            linkname = ""
+            if kind == "symlink":  # zip keeps a symlink's target as its content
+                if zinfo.file_size > _safefs.MAX_LINK_TARGET:
+                    raise _unsafe(self.path.name, zinfo.filename, "is an overlong symlink")
+                linkname = zf.read(zinfo).decode("utf-8", "surrogateescape")
+            self.members.append(Member(zinfo.filename, kind, linkname, zinfo.file_size))
+            self.infos.append(zinfo)
+
+    def __enter__(self) -> _Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in (self.zip, self.tar):
+            if handle is not None:
+                handle.close()
+
+    def open(self, index: int) -> IO[bytes]:
+        """The content of member ``index``, a regular file."""
+        info = self.infos[index]
+        try:
+            if isinstance(info, zipfile.ZipInfo):
+                assert self.zip is not None
+                return self.zip.open(info)
+            assert self.tar is not None
+            data = self.tar.extractfile(info)
+            assert data is not None  # a regular file or a hardlink to one: checked
+            return data
+        except _READ_ERRORS as exc:
+            raise _open_error(self.path, exc) from None
+
+    def reader(self, data: IO[bytes]) -> Callable[[int], bytes]:
+        """``data.read``, with read errors (a damaged archive) raised as ``BuildError``, so that
+        they are not mistaken for errors writing the extracted file."""
+
+        def read(size: int) -> bytes:
+            try:
+                return data.read(size)
+            except _READ_ERRORS as exc:
+                raise _open_error(self.path, exc) from None
+
+        return read
+
+    def read(self, index: int) -> bytes:
+        with self.open(index) as data:
+            return self.reader(data)(-1)
 
 
 def inspect(path: Path) -> Layout:
     """Check an sdist's members (see ``check_members``) without extracting anything."""
-    return check_members(path.name, _members(path))
-
-
-def _read_member(path: Path, name: str) -> bytes:
-    try:
-        if path.name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                return zf.read(name)
-        with tarfile.open(path, "r:*") as tar:
-            f = tar.extractfile(name)
-            assert f is not None  # check_members made sure it is a regular file
-            return f.read()
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-        raise _open_error(path, exc) from None
+    with _Archive(path) as archive:
+        return check_members(path.name, archive.members)
 
 
 def read_build_system(path: Path) -> BuildSystem:
     """The ``[build-system]`` of an sdist, read from its ``pyproject.toml`` inside the archive."""
-    members = _members(path)
-    layout = check_members(path.name, members)
-    if not layout.has_pyproject:
-        return LEGACY_BUILD_SYSTEM
-    name = f"{layout.top}/pyproject.toml"
-    member = next(m for m in members if m.kind == "file" and _normalize(m.name) == name)
-    if member.size > MAX_PYPROJECT_SIZE:
-        raise BuildError(f"{path.name}: {name} is {member.size} bytes; refusing to read it")
+    with _Archive(path) as archive:
+        layout, names = _check(path.name, archive.members)
+        if not layout.has_pyproject:
+            return LEGACY_BUILD_SYSTEM
+        name = f"{layout.top}/pyproject.toml"
+        index = next(
+            i for i, m in enumerate(archive.members) if m.kind == "file" and names[i] == name
+        )
+        size = archive.members[index].size
+        if size > MAX_PYPROJECT_SIZE:
+            raise BuildError(
+                f"{escape(path.name)}: {escape(name)} is {size} bytes; refusing to read it: use a "
+                "proper sdist of this package"
+            )
+        raw = archive.read(index)
     try:
-        data = tomllib.loads(_read_member(path, member.name).decode("utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BuildError(f"{path.name}: {name} is not valid TOML ({exc})") from None
+        raise BuildError(f"{escape(path.name)}: {escape(name)} is not valid TOML ({exc})") from None
     return build_system(data, path.name)
-
-
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
 
 
 def extract(path: Path, dest: Path) -> Path:
     """Extract an sdist into the empty or missing ``dest``; return its source tree (top directory).
 
-    Members are checked first (``check_members``); tar archives then go through tarfile's ``data``
-    filter where available (Python >= 3.11.4), which re-checks links against the real files.
-    Older interpreters (Debian's 3.11.2, used inside Nix builds here) and zip archives are extracted
-    member by member with the same rules, so the result never depends on the interpreter.
+    Every member is checked first (``check_members``), on the names of the one parse of the
+    archive that is then extracted; nothing is written unless all pass. Members are then written
+    by our own code for tar and zip alike, on every Python (tarfile's ``extractall`` and its
+    ``data`` filter are not used: Debian's 3.11.2 lacks the filter and 3.11.7's is fooled by
+    CVE-2025-4517's symlink chains), through directory file descriptors (``_safefs.Tree``), so
+    that not even a symlink planted on disk meanwhile can redirect a write. Tar hardlinks are
+    written as copies of the file they name; modes are 0644, or 0755 for owner-executable files.
     """
-    members = _members(path)
-    layout = check_members(path.name, members)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = os.path.realpath(dest)
-    try:
-        if path.name.endswith(".zip"):
-            _extract_zip(path, root)
-        elif hasattr(tarfile, "data_filter"):
-            with tarfile.open(path, "r:*") as tar:
-                try:
-                    tar.extractall(root, filter="data")
-                except tarfile.FilterError as exc:
-                    member = exc.tarinfo.name if exc.tarinfo is not None else "?"
-                    raise UnsafePathError(
-                        f"{path.name}: member {member!r} is unsafe ({exc}); refusing to extract "
-                        "this sdist"
-                    ) from None
-        else:
-            _extract_tar(path, root)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
-        raise _open_error(path, exc) from None
+    with _Archive(path) as archive:
+        layout, names = _check(path.name, archive.members)
+        dest.mkdir(parents=True, exist_ok=True)
+        root = os.path.realpath(dest)
+        files: dict[str, int] = {}  # normalized name -> index, of the regular files so far
+        with _safefs.Tree(root) as tree:
+            for index, (member, rel) in enumerate(zip(archive.members, names, strict=True)):
+                source = index
+                if member.kind == "file":
+                    files[rel] = index
+                elif member.kind == "hardlink":  # resolved as checked, not by tarfile's rules
+                    source = files[_safefs.normalize(member.linkname)]
+                _extract_member(path.name, root, archive, tree, member, rel, source)
     return Path(root, layout.top)
 
 
-def _target(sdist: str, root: str, name: str) -> str:
-    """Where ``name`` goes, refusing a destination whose real parent is outside ``root``."""
-    dest = os.path.join(root, *[p for p in name.split("/") if p not in ("", ".")])
-    if not _inside(root, os.path.realpath(os.path.dirname(dest))):
-        raise UnsafePathError(
-            f"{sdist}: member {name!r} would be written through a link outside the tree; "
-            "refusing to extract this sdist"
+def _extract_member(
+    sdist: str, root: str, archive: _Archive, tree: _safefs.Tree, member: Member, rel: str,
+    source: int,
+) -> None:  # fmt: skip
+    """Write ``member`` at ``rel``; a file's (or a hardlink's) content and mode are those of
+    member ``source`` (itself, or the regular file the hardlink names)."""
+    info = archive.infos[source]
+    mode = info.mode if isinstance(info, tarfile.TarInfo) else info.external_attr >> 16
+    try:
+        if member.kind == "dir":
+            if rel:  # not "./", the extraction directory itself
+                tree.mkdir(rel)
+        elif member.kind == "symlink":
+            tree.symlink(rel, member.linkname)
+        else:  # a file, or a hardlink: a copy of the earlier file it names
+            with archive.open(source) as data:
+                tree.copy(rel, archive.reader(data), 0o755 if mode & 0o100 else 0o644)
+    except OSError as exc:
+        if exc.errno in _safefs.BLOCKED:
+            raise UnsafePathError(
+                f"{escape(sdist)}: member {quoted(member.name)} cannot be written to {root}: "
+                f"{exc.strerror} (a link or another file is in the way on disk: a name differing "
+                "only in case on this file system, or made by someone else meanwhile); refusing "
+                "to write through it: check what else writes there"
+            ) from None
+        advice = (
+            "this file system cannot hold it: lock a wheel of the package instead"
+            if exc.errno == errno.ENAMETOOLONG
+            else "check free space and permissions"
         )
-    return dest
-
-
-def _check_link(sdist: str, root: str, name: str, dest: str, linkname: str) -> None:
-    real = os.path.realpath(os.path.join(os.path.dirname(dest), linkname))
-    if not _inside(root, real):
-        raise UnsafePathError(
-            f"{sdist}: member {name!r} is a symlink to {linkname!r}, which resolves outside the "
-            "tree; refusing to extract this sdist"
-        )
-
-
-def _write(dest: str, data: IO[bytes], executable: bool) -> None:
-    if os.path.lexists(dest) and not os.path.isdir(dest):
-        os.unlink(dest)
-    with open(dest, "wb") as out:
-        shutil.copyfileobj(data, out)
-    os.chmod(dest, 0o755 if executable else 0o644)
-
-
-def _extract_tar(path: Path, root: str) -> None:
-    with tarfile.open(path, "r:*") as tar:
-        for info in tar:
-            dest = _target(path.name, root, info.name)
-            if info.isdir():
-                os.makedirs(dest, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            if info.issym():
-                _check_link(path.name, root, info.name, dest, info.linkname)
-                if os.path.lexists(dest):
-                    os.unlink(dest)
-                os.symlink(info.linkname, dest)
-            elif info.islnk():
-                source = _target(path.name, root, info.linkname)
-                if not os.path.isfile(source) or not _inside(root, os.path.realpath(source)):
-                    raise UnsafePathError(
-                        f"{path.name}: member {info.name!r} is a hard link to {info.linkname!r}, "
-                        "which is not a file extracted before it; refusing to extract this sdist"
-                    )
-                with open(source, "rb") as linked:
-                    _write(dest, linked, bool(info.mode & 0o100))
-            else:
-                data = tar.extractfile(info)
-                assert data is not None
-                with data:
-                    _write(dest, data, bool(info.mode & 0o100))
-
-
-def _extract_zip(path: Path, root: str) -> None:
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            dest = _target(path.name, root, info.filename)
-            if info.is_dir():
-                os.makedirs(dest, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                linkname = zf.read(info).decode("utf-8")
-                _check_link(path.name, root, info.filename, dest, linkname)
-                os.symlink(linkname, dest)
-                continue
-            with zf.open(info) as data:
-                _write(dest, data, bool(mode & 0o100))
+        raise BuildError(
+            f"{escape(sdist)}: cannot extract member {quoted(member.name)} into {root} "
+            f"({exc.strerror}); {advice}"
+        ) from None
 
 
 # --- build order (pure) --------------------------------------------------------------------------
