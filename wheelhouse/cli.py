@@ -279,6 +279,38 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pin each file by its URL (`name @ URL`) instead of `name==version` on an index",
     )
+    p = sub.add_parser("image", help="an env prefix as a layered, reproducible OCI image")
+    p.add_argument("prefix", type=Path, help="env prefix made by `wheelhouse install`")
+    p.add_argument("--output", "-o", type=Path, required=True, help="new OCI layout dir or tar")
+    p.add_argument("--format", choices=["oci", "docker-archive"], default="oci")
+    p.add_argument("--compression", choices=["gzip", "none"], help="default: gzip for oci")
+    p.add_argument(
+        "--closure",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="interpreter closure as exportReferencesGraph writes it (one layer per path)",
+    )
+    p.add_argument(
+        "--extra-path",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="absolute path to add as is, e.g. an interpreter outside the Nix store",
+    )
+    p.add_argument("--layers", type=Path, metavar="FILE", help="layer spec: packages per line")
+    p.add_argument("--max-layers", type=int, default=100)
+    p.add_argument("--name", default="python-env")
+    p.add_argument("--tag", default="latest")
+    p.add_argument(
+        "--entrypoint", action="append", metavar="ARG", help="default: PREFIX/bin/python"
+    )
+    p.add_argument("--cmd", action="append", default=[], metavar="ARG")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--workdir", default="/")
+    p.add_argument("--user")
 
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
     p.add_argument("path", type=Path)
@@ -559,6 +591,51 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_image(args: argparse.Namespace) -> int:
+    from wheelhouse.image import ImageOptions, build_image, iter_layer_labels
+    from wheelhouse.layers import parse_layer_spec, parse_references_graph
+
+    def pairs(items: list[str], option: str) -> dict[str, str]:
+        bad = [i for i in items if "=" not in i]
+        if bad:
+            raise UsageError(f"{option} {bad[0]!r}: give NAME=VALUE")
+        return dict(i.split("=", 1) for i in items)
+
+    epoch_text = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    if not epoch_text.isdigit():
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch_text!r}: set it to whole seconds since 1970")
+    if args.format == "docker-archive" and args.compression == "gzip":
+        raise UsageError("--format docker-archive stores layers uncompressed; drop --compression")
+    closure: list[str] = []
+    for path in args.closure:
+        closure += parse_references_graph(_read_text(path), str(path))
+    entrypoint = tuple(args.entrypoint) if args.entrypoint else None
+    opts = ImageOptions(
+        name=args.name, tag=args.tag, entrypoint=entrypoint,
+        cmd=tuple(args.cmd), env=pairs(args.env, "--env"), labels=pairs(args.label, "--label"),
+        workdir=args.workdir, user=args.user, epoch=int(epoch_text),
+        compression=args.compression or ("none" if args.format == "docker-archive" else "gzip"),
+        fmt=args.format, max_layers=args.max_layers,
+    )  # fmt: skip
+    spec = parse_layer_spec(_read_text(args.layers), str(args.layers)) if args.layers else []
+    result = build_image(
+        args.prefix, args.output, opts, closure=closure, extra_paths=args.extra_path,
+        spec=spec, spec_source=str(args.layers),
+    )  # fmt: skip
+    for line in iter_layer_labels(result):
+        print(line, file=sys.stderr)
+    print(f"wrote {args.output}: {len(result.layers)} layers, {result.manifest_digest}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}; give an existing file") from None
+
+
 def _cmd_nar_hash(args: argparse.Namespace) -> int:
     if not args.path.exists() and not args.path.is_symlink():
         raise UsageError(f"{args.path}: no such file or directory; give an existing path")
@@ -576,6 +653,7 @@ COMMANDS = {
     "build-project": _cmd_build_project,
     "export": _cmd_export,
     "nar-hash": _cmd_nar_hash,
+    "image": _cmd_image,
 }
 
 

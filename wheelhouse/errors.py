@@ -91,6 +91,14 @@ class BuildError(WheelhouseError):
     """
 
 
+# --- image stage -------------------------------------------------------------------------------
+
+
+class ImageError(WheelhouseError):
+    """An env prefix cannot become an image (no RECORDs, a file two packages claim, a file type
+    an image must not carry, a layer spec or limit that does not fit)."""
+
+
 # --- nar ---------------------------------------------------------------------------------------
 
 

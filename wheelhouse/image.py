@@ -1,0 +1,507 @@
+"""The ``image`` stage: an installed env prefix (plus its interpreter) as an OCI image.
+
+Reads the prefix ``wheelhouse install`` made (a venv layout with one site-packages) and each
+installed ``.dist-info/RECORD``, asks ``layers.plan_layers`` which file goes where, and writes
+each layer as a tar stream whose sha256 (and the gzip stream's) is computed while it is written.
+Output is an OCI image layout directory (``oci-layout``, ``index.json``, ``blobs/sha256/``) or a
+``docker-archive`` tar (the same blobs plus ``manifest.json``, as ``docker load`` reads it).
+
+Byte-reproducible by construction: entries sorted, every mtime ``SOURCE_DATE_EPOCH``, uid/gid 0
+with no user or group names, no xattrs, modes reduced to 0755/0644 (so setuid/setgid/sticky
+bits never enter an image), symlinks archived as symlinks and never followed, hard links stored
+as plain files, gzip with mtime 0 and no file name. Device files, FIFOs and sockets are refused.
+
+This stage reads only the installed tree: it imports nothing of lock, fetch or install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import platform
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from packaging.utils import canonicalize_name
+
+from wheelhouse import __version__
+from wheelhouse.errors import ImageError
+from wheelhouse.layers import (
+    DEFAULT_MAX_LAYERS,
+    LayerPlan,
+    Package,
+    claim,
+    is_shared,
+    parents,
+    plan_layers,
+    record_paths,
+)
+from wheelhouse.tempfiles import fsync_dir, temp_prefix
+
+BLOCK = 512
+CHUNK = 1 << 20
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+}
+ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """What the image says about itself, and how it is written."""
+
+    name: str = "python-env"
+    tag: str = "latest"
+    entrypoint: tuple[str, ...] | None = None
+    """Default: the env's ``bin/python``."""
+    cmd: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = "/"
+    user: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    epoch: int = 0
+    compression: str = "gzip"
+    fmt: str = "oci"
+    max_layers: int = DEFAULT_MAX_LAYERS
+
+
+@dataclass(frozen=True)
+class Blob:
+    digest: str
+    size: int
+    diff_id: str = ""
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    manifest_digest: str
+    layers: list[tuple[str, Blob]]
+    """Label and blob of each layer, bottom to top."""
+
+
+@dataclass
+class EnvScan:
+    """What the prefix holds: installed packages, and the files no package layer takes."""
+
+    packages: list[Package]
+    top_files: list[str]
+    top_dirs: list[str]
+    python_version: str
+
+
+def scan_env(prefix: Path) -> EnvScan:
+    """Read every RECORD under the prefix's site-packages and sort the tree's files into
+    package files and the env's own files."""
+    if not prefix.is_dir():
+        raise ImageError(
+            f"{prefix} is not a directory; pass the env prefix `wheelhouse install` made"
+        )
+    files, dirs = _walk(prefix)
+    site_dirs = sorted(
+        d
+        for d in dirs
+        if d.startswith("lib/python") and d.count("/") == 2 and d.endswith("/site-packages")
+    )
+    records: list[tuple[str, str, list[str]]] = []
+    for site in site_dirs:
+        for entry in sorted(os.listdir(prefix / site)):
+            if not entry.endswith(".dist-info") or f"{site}/{entry}/RECORD" not in files:
+                continue
+            stem = entry[: -len(".dist-info")]
+            name, _, version = stem.rpartition("-")
+            label = f"{canonicalize_name(name or stem)} {version}"
+            text = (prefix / site / entry / "RECORD").read_text(encoding="utf-8")
+            paths = record_paths(text, f"{site}/{entry}", site, label)
+            for path in paths:
+                if path not in files:
+                    raise ImageError(
+                        f"{label}: {site}/{entry}/RECORD lists {path}, which is not in {prefix} "
+                        "(or is a directory); rebuild the env with `wheelhouse install`"
+                    )
+            records.append((canonicalize_name(name or stem), version, paths))
+    if not records:
+        raise ImageError(
+            f"{prefix} has no .dist-info/RECORD under lib/python*/site-packages, so nothing says "
+            "which file belongs to which package; pass an env made by `wheelhouse install`"
+        )
+    names = [r[0] for r in records]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ImageError(
+            f"{prefix}: {', '.join(dupes)} installed twice (two .dist-info directories); "
+            "rebuild the env with `wheelhouse install`"
+        )
+    claim(records)
+    packages = []
+    for name, version, paths in records:
+        own = tuple(sorted(p for p in paths if not is_shared(p, site_dirs)))
+        packages.append(Package(name, version, own, sum(files[p] for p in own)))
+    in_packages = {p for pkg in packages for p in pkg.files}
+    top_files = sorted(f for f in files if f not in in_packages)
+    covered = {d for p in in_packages for d in parents(p)}
+    top_dirs = sorted(d for d in dirs if d not in covered)
+    return EnvScan(packages, top_files, top_dirs, _python_version(prefix))
+
+
+def _python_version(prefix: Path) -> str:
+    with contextlib.suppress(OSError):
+        for line in (prefix / "pyvenv.cfg").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "version":
+                return value.strip()
+    return ""
+
+
+def _walk(root: Path) -> tuple[dict[str, int], set[str]]:
+    """Relative paths of a tree's non-directories (with sizes) and directories; refuses the
+    file types an image must not carry. Symlinks are entries, never followed."""
+    files: dict[str, int] = {}
+    dirs: set[str] = set()
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(root / rel if rel else root) as it:
+            for entry in it:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    dirs.add(path)
+                    stack.append(path)
+                elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                    files[path] = st.st_size if stat.S_ISREG(st.st_mode) else 0
+                else:
+                    raise ImageError(_special(root / path, st.st_mode))
+    return files, dirs
+
+
+def _special(path: Path | str, mode: int) -> str:
+    kind = (
+        "a device file"
+        if stat.S_ISBLK(mode) or stat.S_ISCHR(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file, directory or symlink"
+    )
+    return f"{path} is {kind}, which an image must not carry; remove it from the tree"
+
+
+# --- tar writing ----------------------------------------------------------------------------
+
+
+class _Writer(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class _Hashing:
+    """A write-only stream that hashes and counts what passes through it."""
+
+    def __init__(self, out: _Writer) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """GzipFile flushes its file object when closed; the real file is flushed by its own
+        close."""
+
+
+def _tarinfo(name: str, st: os.stat_result | None, link: str, epoch: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = epoch
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if st is None or stat.S_ISDIR(st.st_mode):
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, link
+    else:
+        info.type = tarfile.REGTYPE
+        info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+        info.size = st.st_size
+    return info
+
+
+def write_tar(out: _Writer, entries: Mapping[str, str | None], epoch: int) -> None:
+    """A tar of ``entries`` (archive name -> source path, None for a directory), sorted, with
+    every ancestor directory; file contents streamed in chunks."""
+    names = set(entries)
+    for name in entries:
+        names.update(parents(name))
+    for name in sorted(names):
+        source = entries.get(name)
+        st = None if source is None else os.lstat(source)
+        if st is not None and not (
+            stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)
+        ):
+            raise ImageError(_special(source or name, st.st_mode))
+        link = os.readlink(source) if source and st and stat.S_ISLNK(st.st_mode) else ""
+        info = _tarinfo(name, st, link, epoch)
+        out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if info.type == tarfile.REGTYPE:
+            assert source is not None
+            remaining = info.size
+            with open(source, "rb") as f:
+                while remaining:
+                    chunk = f.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise ImageError(
+                            f"{source} shrank while it was archived; rebuild the image"
+                        )
+                    out.write(chunk)
+                    remaining -= len(chunk)
+            if info.size % BLOCK:
+                out.write(b"\0" * (BLOCK - info.size % BLOCK))
+    out.write(b"\0" * (2 * BLOCK))
+
+
+def _write_layer(blobs: Path, entries: Mapping[str, str | None], opts: ImageOptions) -> Blob:
+    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".layer-")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as raw:
+            outer = _Hashing(raw)
+            if opts.compression == "gzip":
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=outer, mtime=0, compresslevel=6
+                ) as gz:
+                    inner = _Hashing(gz)
+                    write_tar(inner, entries, opts.epoch)
+                diff_id = inner.sha.hexdigest()
+            else:
+                write_tar(outer, entries, opts.epoch)
+                diff_id = outer.sha.hexdigest()
+        digest = outer.sha.hexdigest()
+        os.replace(tmp, blobs / digest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return Blob(f"sha256:{digest}", outer.size, f"sha256:{diff_id}")
+
+
+def _write_json(blobs: Path, data: Any) -> Blob:
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    (blobs / digest).write_bytes(raw)
+    return Blob(f"sha256:{digest}", len(raw))
+
+
+# --- the image ------------------------------------------------------------------------------
+
+
+def _root_entries(root: str) -> dict[str, str | None]:
+    """Everything at and below an absolute path (closure or extra path), by archive name."""
+    name = root.strip("/")
+    try:
+        st = os.lstat(root)
+    except OSError as exc:
+        raise ImageError(
+            f"{root}: {exc.strerror}; pass existing absolute paths as closure or extra paths"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise ImageError(_special(root, st.st_mode))
+        return {name: root}
+    files, dirs = _walk(Path(root))
+    entries: dict[str, str | None] = {name: None}
+    entries.update({f"{name}/{d}": None for d in dirs})
+    entries.update({f"{name}/{f}": f"{root}/{f}" for f in files})
+    return entries
+
+
+def layer_entries(plan: LayerPlan, prefix: str, scan: EnvScan) -> dict[str, str | None]:
+    base = prefix.strip("/")
+    entries: dict[str, str | None] = {}
+    for root in plan.roots:
+        entries.update(_root_entries(root))
+    for pkg in plan.packages:
+        entries.update({f"{base}/{f}": f"{prefix}/{f}" for f in pkg.files})
+    if plan.top:
+        entries[base] = None
+        entries.update({f"{base}/{d}": None for d in scan.top_dirs})
+        entries.update({f"{base}/{f}": f"{prefix}/{f}" for f in plan.files})
+    return entries
+
+
+def build_image(
+    prefix: Path,
+    output: Path,
+    opts: ImageOptions,
+    *,
+    closure: Sequence[str] = (),
+    extra_paths: Sequence[str] = (),
+    spec: Sequence[Sequence[str]] = (),
+    spec_source: str = "layer spec",
+) -> ImageResult:
+    """Write the image of ``prefix`` to ``output`` (a new OCI layout directory, or a new
+    docker-archive file), via a temp sibling renamed at the end: nothing is left on failure."""
+    prefix_s = os.path.abspath(prefix)
+    if os.path.lexists(output):
+        raise ImageError(f"{output} already exists; remove it or choose another output path")
+    for path in [*closure, *extra_paths]:
+        if not os.path.isabs(path):
+            raise ImageError(
+                f"{path} is not an absolute path; pass closure and extra paths absolute"
+            )
+    scan = scan_env(Path(prefix_s))
+    closure = [p for p in closure if os.path.abspath(p) != prefix_s]
+    plans = plan_layers(
+        scan.packages,
+        closure=closure,
+        extra_paths=extra_paths,
+        top_files=scan.top_files,
+        spec=spec,
+        spec_source=spec_source,
+        max_layers=opts.max_layers,
+    )
+    output = output.absolute()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=temp_prefix(output.name)))
+    try:
+        tmp.chmod(0o755)
+        layout = tmp / "layout" if opts.fmt == "docker-archive" else tmp
+        result = _write_layout(layout, plans, prefix_s, scan, opts)
+        if opts.fmt == "docker-archive":
+            archive = tmp / "image.tar"
+            with open(archive, "wb") as f:
+                write_tar(f, _archive_entries(layout), opts.epoch)
+            os.replace(archive, output)
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, output)
+        fsync_dir(output.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def _archive_entries(layout: Path) -> dict[str, str | None]:
+    files, dirs = _walk(layout)
+    entries: dict[str, str | None] = {d: None for d in dirs}
+    entries.update({f: str(layout / f) for f in files})
+    return entries
+
+
+def _iso(epoch: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_layout(
+    layout: Path, plans: list[LayerPlan], prefix: str, scan: EnvScan, opts: ImageOptions
+) -> ImageResult:
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layers = [(p.label, _write_layer(blobs, layer_entries(p, prefix, scan), opts)) for p in plans]
+    created = _iso(opts.epoch)
+    labels = {
+        "org.opencontainers.image.title": opts.name,
+        "org.opencontainers.image.version": opts.tag,
+        "org.opencontainers.image.created": created,
+        "io.wheelhouse.version": __version__,
+        "io.wheelhouse.python": scan.python_version,
+        **opts.labels,
+    }
+    env = {"PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.update(opts.env)
+    config: dict[str, Any] = {
+        "Entrypoint": list(opts.entrypoint or (f"{prefix}/bin/python",)),
+        "Env": [f"{k}={v}" for k, v in env.items()],
+        "WorkingDir": opts.workdir,
+        "Labels": labels,
+    }
+    if opts.cmd:
+        config["Cmd"] = list(opts.cmd)
+    if opts.user:
+        config["User"] = opts.user
+    config_blob = _write_json(
+        blobs,
+        {
+            "created": created,
+            "architecture": ARCH.get(platform.machine(), platform.machine()),
+            "os": "linux",
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [b.diff_id for _, b in layers]},
+            "history": [
+                {"created": created, "created_by": f"wheelhouse image: {label}"}
+                for label, _ in layers
+            ],
+        },
+    )
+    media = MEDIA_LAYER["none" if opts.fmt == "docker-archive" else opts.compression]
+    manifest = _write_json(
+        blobs,
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {
+                "mediaType": MEDIA_CONFIG,
+                "digest": config_blob.digest,
+                "size": config_blob.size,
+            },
+            "layers": [{"mediaType": media, "digest": b.digest, "size": b.size} for _, b in layers],
+            "annotations": {k: v for k, v in labels.items() if k.startswith("org.opencontainers")},
+        },
+    )
+    ref = f"{opts.name}:{opts.tag}"
+    index = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": [
+            {
+                "mediaType": MEDIA_MANIFEST,
+                "digest": manifest.digest,
+                "size": manifest.size,
+                "annotations": {
+                    "org.opencontainers.image.ref.name": opts.tag,
+                    "io.containerd.image.name": ref,
+                },
+            }
+        ],
+    }
+    _dump(layout / "index.json", index)
+    _dump(layout / "oci-layout", {"imageLayoutVersion": "1.0.0"})
+    if opts.fmt == "docker-archive":
+        _dump(
+            layout / "manifest.json",
+            [
+                {
+                    "Config": f"blobs/sha256/{config_blob.digest[7:]}",
+                    "RepoTags": [ref],
+                    "Layers": [f"blobs/sha256/{b.digest[7:]}" for _, b in layers],
+                }
+            ],
+        )
+    return ImageResult(manifest.digest, layers)
+
+
+def _dump(path: Path, data: Any) -> None:
+    path.write_bytes(json.dumps(data, sort_keys=True, separators=(",", ":")).encode())
+
+
+def iter_layer_labels(result: ImageResult) -> Iterator[str]:
+    for label, blob in result.layers:
+        yield f"{blob.digest[7:19]} {blob.size:>12} {label}"
