@@ -165,7 +165,7 @@ def plan_layers(
             f"the layer limit {max_layers} is below the {len(fixed) + 1 + (1 if rest else 0)} "
             f"layers the image needs ({len(closure)} closure paths, "
             f"{1 if extra_paths else 0} extra-path layer, {len(spec)} spec layers, the top layer"
-            f"{', one for the remaining packages' if rest else ''}); raise --max-layers"
+            f"{', one for the remaining packages' if rest else ''}); pass a larger --max-layers"
         )
     if len(rest) <= free:
         own, shared = rest, []
