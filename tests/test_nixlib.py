@@ -102,6 +102,12 @@ THROWS = {
         '(import ./nixlib).isolationArgs "sandbox"',
         ['isolation = "sandbox" is not one of', '"namespace"'],
     ),
+    "image format": (
+        '(import ./nixlib).imageArgs { name = "a"; tag = "1"; entrypoint = null; cmd = [ ]; '
+        'env = { }; labels = { }; user = null; workdir = "/"; extraPaths = [ ]; maxLayers = 9; '
+        'layers = [ ]; format = "tar"; compression = null; }',
+        ['format "tar"', '["oci","docker-archive"]'],
+    ),
 }
 
 

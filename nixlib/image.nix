@@ -1,0 +1,76 @@
+# The image: ONE derivation that turns an env into a layered OCI image with
+# `python -m wheelhouse image` (no nixpkgs, no docker daemon). One layer per installed package
+# (from each `.dist-info/RECORD`), one per store path of the interpreter's closure (from
+# `exportReferencesGraph`), a top layer for the env's own files; byte-reproducible.
+let
+  interp = import ./python.nix;
+  toolLib = import ./tool.nix;
+in
+rec {
+  /* The `wheelhouse image` arguments for the options of `mkImage` (everything but the env,
+     the output and the closure file).
+
+     Type: imageArgs :: { name :: String; tag :: String; entrypoint :: [String] | null; cmd :: [String]; env :: AttrSet; labels :: AttrSet; user :: String | null; workdir :: String; extraPaths :: [String]; maxLayers :: Int; layers :: [[String]]; format :: String; compression :: String | null; } -> [String]
+
+     Example:
+       imageArgs { name = "app"; tag = "1"; entrypoint = [ "/app/bin/serve" ]; cmd = [ ]; env = { }; labels = { }; user = null; workdir = "/"; extraPaths = [ ]; maxLayers = 100; layers = [ ]; format = "oci"; compression = null; }
+       => [ "--name" "app" "--tag" "1" "--workdir" "/" "--max-layers" "100" "--format" "oci" "--entrypoint" "/app/bin/serve" ]
+  */
+  imageArgs = { name, tag, entrypoint, cmd, env, labels, user, workdir, extraPaths, maxLayers
+              , layers, format, compression }:
+    let
+      formats = [ "oci" "docker-archive" ];
+      pairs = flag: set: builtins.concatMap (k: [ flag "${k}=${set.${k}}" ]) (builtins.attrNames set);
+      many = flag: builtins.concatMap (v: [ flag v ]);
+    in
+    if !(builtins.elem format formats) then
+      throw "nixlib: mkImage format ${builtins.toJSON format} is not one of ${builtins.toJSON formats}"
+    else if !(builtins.isInt maxLayers) || maxLayers < 2 then
+      throw "nixlib: mkImage maxLayers must be an integer of at least 2, got ${builtins.toJSON maxLayers}"
+    else
+      [ "--name" name "--tag" tag "--workdir" workdir "--max-layers" (toString maxLayers)
+        "--format" format ]
+      ++ (if entrypoint == null then [ ] else many "--entrypoint" entrypoint)
+      ++ many "--cmd" cmd
+      ++ pairs "--env" env
+      ++ pairs "--label" labels
+      ++ (if user == null then [ ] else [ "--user" user ])
+      ++ (if compression == null then [ ] else [ "--compression" compression ])
+      ++ many "--extra-path" (map toString extraPaths)
+      ++ (if layers == [ ] then [ ]
+          else [ "--layers" (builtins.toFile "layers.txt"
+                   (builtins.concatStringsSep "\n" (map (builtins.concatStringsSep " ") layers) + "\n")) ]);
+
+  /* A layered OCI image layout (`format = "docker-archive"`: a tar for `docker load`) of an
+     env. The interpreter's runtime closure comes from `exportReferencesGraph` on the env, one
+     layer per store path; an interpreter outside the store (the host's `/usr/bin/python3`) has
+     to be listed in `extraPaths` (its files, libraries and loader; one layer). `layers` groups
+     packages that change together into one layer, below the others.
+
+     Type: mkImage :: { env :: Derivation; python :: Derivation | String; tool :: Derivation; name ? String; tag ? String; entrypoint ? [String] | null; cmd ? [String]; imageEnv ? AttrSet; labels ? AttrSet; user ? String | null; workdir ? String; extraPaths ? [String]; maxLayers ? Int; layers ? [[String]]; format ? String; compression ? String | null; sourceDateEpoch ? Int; } -> Derivation
+
+     Example:
+       mkImage { env = project.env; python = pkgs.python3; tool = project.tool;
+                 entrypoint = [ "${project.env}/bin/runwsgi" ]; cmd = [ "/etc/zope.ini" ]; }
+       => «derivation /nix/store/...-python-env-image.drv»   # skopeo copy oci:./result:latest ...
+  */
+  mkImage = { env, python, tool, name ? env.name or "python-env", tag ? "latest"
+            , entrypoint ? null, cmd ? [ ], imageEnv ? { }, labels ? { }, user ? null
+            , workdir ? "/", extraPaths ? [ ], maxLayers ? 100, layers ? [ ], format ? "oci"
+            , compression ? null, sourceDateEpoch ? 0 }:
+    let
+      py = interp.toInterpreter python;
+    in
+    derivation {
+      name = "${name}-image${if format == "docker-archive" then ".tar" else ""}";
+      system = builtins.currentSystem;
+      builder = py.executable;
+      exportReferencesGraph = [ "closure" env ];
+      SOURCE_DATE_EPOCH = toString sourceDateEpoch;
+      args = toolLib.wheelhouseArgs tool
+        ([ "image" env "--output" (builtins.placeholder "out") "--closure" "closure" ]
+         ++ imageArgs { inherit name tag entrypoint cmd labels user workdir extraPaths maxLayers
+                               layers format compression;
+                        env = imageEnv; });
+    } // { inherit env; };
+}
