@@ -46,16 +46,17 @@ def _ldd(files: Iterable[str]) -> set[str]:
     return libs
 
 
-def host_python_paths(*envs: Path) -> list[str]:
+def host_python_paths(*envs: Path, interpreter: bool = True) -> list[str]:
     """The host's /usr/bin/python3 as image paths: the interpreter, its stdlib, every shared
     library it, its extension modules and the env's extension modules load, the loader, and
     Debian's merged-/usr links (/lib -> usr/lib). This is what exportReferencesGraph gives for
-    a Nix store interpreter; outside the store it has to be listed by hand."""
+    a Nix store interpreter; outside the store it has to be listed by hand. Without
+    ``interpreter``: only the libraries and links (the interpreter is a store path)."""
     stdlib = f"/usr/lib/python{HOST_PYTHON_REAL.rsplit('python', 1)[1]}"
     objects = [HOST_PYTHON_REAL, *(str(p) for p in Path(stdlib, "lib-dynload").glob("*.so"))]
     for env in envs:
         objects += [str(p) for p in env.rglob("*.so*") if p.is_file() and not p.is_symlink()]
-    paths = {"/usr/bin/python3", HOST_PYTHON_REAL, stdlib}
+    paths = {"/usr/bin/python3", HOST_PYTHON_REAL, stdlib} if interpreter else set()
     for name in ("/lib", "/lib64", "/bin", "/sbin"):
         if os.path.islink(name):
             paths.add(name)

@@ -27,7 +27,7 @@ from wheelhouse.cli import main
 pytestmark = pytest.mark.integration
 
 PROJECT_NIX = """
-{{ python ? "{python}" }}:
+{{ python ? {python} }}:
 (import {root}/nixlib).mkProject {{
   lock = ./pylock.toml; inherit python; src = ./.; name = "demo";
   imageOptions = builtins.fromJSON (builtins.readFile ./image.json);
@@ -43,14 +43,16 @@ def image_project(index_server_factory: Callable[..., IndexServer], tmp_path: Pa
     server = index_server_factory(root)
     project = tmp_path / "project"
     project.mkdir()
-    (project / "default.nix").write_text(PROJECT_NIX.format(python=HOST_PYTHON, root=ROOT))
+    (project / "default.nix").write_text(PROJECT_NIX.format(python=f'"{HOST_PYTHON}"', root=ROOT))
     lock = ["lock", "alpha", "gamma", "epsilon", "--index-url", server.simple_url]
     assert main([*lock, "-o", str(project / "pylock.toml")]) == 0
     return project
 
 
-def write_options(project: Path, env: Path | None, **options: object) -> None:
-    extra = host_python_paths(*([env] if env else []))
+def write_options(
+    project: Path, env: Path | None, *, interpreter: bool = True, **options: object
+) -> None:
+    extra = host_python_paths(*([env] if env else []), interpreter=interpreter)
     (project / "image.json").write_text(json.dumps({"extraPaths": extra, **options}))
 
 
@@ -110,3 +112,43 @@ def test_mk_image_docker_archive(image_project: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert copied.returncode == 0, copied.stderr
+
+
+STORE_PYTHON = """(derivation {
+  name = "python3-from-host";
+  system = builtins.currentSystem;
+  builder = "/usr/bin/python3";
+  args = [ "-I" "-c" ''
+import os, shutil
+out = os.environ["out"]
+os.makedirs(out + "/bin")
+shutil.copy2("/usr/bin/python3.11", out + "/bin/python3.11")
+os.symlink("python3.11", out + "/bin/python3")
+shutil.copytree("/usr/lib/python3.11", out + "/lib/python3.11", symlinks=True,
+                ignore=shutil.ignore_patterns("__pycache__", "test", "dist-packages"))
+'' ];
+})"""
+
+
+def test_store_interpreter_closure_becomes_its_own_layer(
+    image_project: Path, tmp_path: Path
+) -> None:
+    """An interpreter in the store (as nixpkgs' python is): the env references it, and the image
+    takes it from exportReferencesGraph as one layer of its own; only its shared libraries,
+    which come from the host here, are extra paths."""
+    (image_project / "default.nix").write_text(PROJECT_NIX.format(python=STORE_PYTHON, root=ROOT))
+    built = nix_build(image_project, "env")
+    assert built.returncode == 0, built.stderr[-3000:]
+    env = Path(built.stdout.strip().splitlines()[-1])
+    python = Path((env / "pyvenv.cfg").read_text().split("home = ")[1].split()[0]).parent
+    assert python.name.endswith("-python3-from-host"), python
+    write_options(image_project, env, interpreter=False)
+    built = nix_build(image_project, "image")
+    assert built.returncode == 0, built.stderr[-3000:]
+    oci = Path(built.stdout.strip().splitlines()[-1])
+    labels = [label for label, _ in image_layers(oci)]
+    assert labels[:2] == [f"closure {python}", "extra paths"]
+    rootfs = umoci_unpack(oci, "latest", tmp_path / "bundle")
+    ran = chroot_run(rootfs, f"{env}/bin/python", "-c", "import alpha, os; print(os.__file__)")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"{python}/lib/python3.11/os.py"
