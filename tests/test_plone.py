@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,16 +96,24 @@ def log_tail(log: Path) -> str:
     return log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
 
 
-@pytest.fixture
-def server(plone_env: Path, tmp_path: Path) -> Iterator[str]:
-    """A running Plone instance on a free loopback port; its base URL."""
-    instance = tmp_path / "instance"
+@contextmanager
+def serving(
+    env: Path, tmp_path: Path, rootfs: Path | None = None, environ: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A running Plone instance made with ``env``'s ``mkwsgiinstance`` and served by its
+    ``runwsgi`` on a free loopback port; its base URL. With ``rootfs`` (an unpacked image that
+    holds ``env``), both run inside it with ``chroot``, with ``environ`` (the image's ``Env``)
+    as their whole environment, as a container runtime would start them."""
+    wrap = [] if rootfs is None else [shutil.which("chroot") or "/usr/sbin/chroot", str(rootfs)]
+    inside = tmp_path / "instance" if rootfs is None else Path("/instance")
+    instance = inside if rootfs is None else rootfs / "instance"
     subprocess.run(
-        [plone_env / "bin" / "mkwsgiinstance", "-d", instance, "-u", "admin:admin"],
+        [*wrap, env / "bin" / "mkwsgiinstance", "-d", inside, "-u", "admin:admin"],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
+        env=environ,
     )
     ini = instance / "etc" / "zope.ini"
     port = free_port()
@@ -116,12 +126,13 @@ def server(plone_env: Path, tmp_path: Path) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [plone_env / "bin" / "runwsgi", ini],
+            [*wrap, env / "bin" / "runwsgi", inside / "etc" / "zope.ini"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=tmp_path,
             start_new_session=True,
+            env=environ,
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -145,6 +156,12 @@ def server(plone_env: Path, tmp_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
+
+
+@pytest.fixture
+def server(plone_env: Path, tmp_path: Path) -> Iterator[str]:
+    with serving(plone_env, tmp_path) as base:
+        yield base
 
 
 def test_env_is_one_site_packages_fit_for_its_interpreter(plone_env: Path) -> None:
@@ -180,6 +197,11 @@ def test_env_is_one_site_packages_fit_for_its_interpreter(plone_env: Path) -> No
 
 
 def test_plone_site_is_created_and_served(server: str) -> None:
+    create_and_fetch_site(server)
+
+
+def create_and_fetch_site(server: str) -> None:
+    """Create a Classic UI site over plone.distribution's REST service and fetch its page."""
     status, body = request(
         f"{server}/@sites",
         data=json.dumps(
@@ -210,3 +232,31 @@ def test_plone_site_is_created_and_served(server: str) -> None:
     assert title is not None, page[:3000]
     assert SITE_TITLE in title.group(1)
     assert "plone" in page.lower()
+
+
+def test_plone_image_unpacked_serves_a_site(plone_env: Path, tmp_path: Path) -> None:
+    """examples/plone's ``image`` target, unpacked with umoci: the same site, served by the
+    env's runwsgi inside the image's root filesystem (chroot), the host interpreter added as
+    extra paths."""
+    from imagetools import chroot_run, host_python_paths, image_layers, umoci_unpack
+
+    options = tmp_path / "image.json"
+    options.write_text(json.dumps({"extraPaths": host_python_paths(plone_env)}))
+    built = subprocess.run(
+        ["nix-build", str(EXAMPLE), "-A", "image", "--no-out-link", "--option", "substituters", "",
+         "--arg", "imageOptions", f"builtins.fromJSON (builtins.readFile {options})"],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False,
+        env=dict(os.environ, SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt"),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-5000:]
+    oci = Path(built.stdout.strip().splitlines()[-1])
+    layers = image_layers(oci)
+    assert len(layers) == 100  # 242 packages: the largest alone, the rest in name buckets
+    assert layers[0][0] == "extra paths" and layers[-1][0].startswith("top")
+    rootfs = umoci_unpack(oci, "6.2", tmp_path / "bundle")
+    ran = chroot_run(rootfs, f"{plone_env}/bin/python", "-c", "import Products.CMFPlone")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    environ = dict(item.split("=", 1) for item in config["process"]["env"])
+    with serving(plone_env, tmp_path, rootfs, environ) as base:
+        create_and_fetch_site(base)
