@@ -5,9 +5,10 @@
 Parts (section "Plone image" of ``benchmarks/RESULTS.md``):
 
 - one-pin bump: the Plone wheels (the wheelhouse derivation of ``examples/plone``) installed
-  with ``install_env`` into ``benchmarks/work/image/env``, imaged; then the same set with one
-  package at another version (``pip download --no-deps``), installed into the SAME prefix
-  (``--replace``; bin scripts and bytecode name it), imaged again. Reported per bump: the layers
+  with ``install_env`` into ``benchmarks/work/image/<run>/env-base``, imaged with
+  ``--image-prefix /opt/plone`` (as ``mkImage`` does); then the same set with one package at
+  another version (``pip download --no-deps``) installed into ANOTHER prefix (as a Nix rebuild
+  gets a new store path) and imaged the same way. Reported per bump: the layers
   whose digest changed, their bytes and the share of the image's bytes (the goal is < 5%; an
   image with the env in one layer re-ships 100%).
 - build time: ``wheelhouse image`` of the Nix-built Plone env plus the host interpreter's files
@@ -124,8 +125,11 @@ def spec_file(wheels: Sequence[Path], path: Path) -> Path:
     return path
 
 
-def image(prefix: Path, out: Path, extra: Sequence[str], compression: str) -> tuple[float, float]:
+def image(
+    prefix: Path, out: Path, extra: Sequence[str], compression: str, at: str | None = None
+) -> tuple[float, float]:
     args = [a for p in extra for a in ("--extra-path", p)]
+    args += ["--image-prefix", at] if at else []
     return timed([sys.executable, "-m", "wheelhouse", "image", prefix, "-o", out,
                   "--compression", compression, "--tag", "b", *args])  # fmt: skip
 
@@ -153,10 +157,10 @@ def bump_part(wheelhouse: Path, extra: list[str], bumps: list[str], run: Path) -
     from packaging.utils import canonicalize_name, parse_wheel_filename
 
     wheels = sorted(wheelhouse.glob("*.whl"))
-    prefix = run / "env"
+    prefix = run / "env-base"
     install(spec_file(wheels, run / "base.json"), prefix)
     base = run / "oci-base"
-    image(prefix, base, extra, "gzip")
+    image(prefix, base, extra, "gzip", "/opt/plone")
     before = layer_sizes(base)
     total = blob_bytes(base)
     lines = [
@@ -178,9 +182,9 @@ def bump_part(wheelhouse: Path, extra: list[str], bumps: list[str], run: Path) -
         )  # fmt: skip
         (new,) = dest.glob("*.whl")
         bumped = [w for w in wheels if parse_wheel_filename(w.name)[0] != name] + [new]
-        install(spec_file(bumped, dest / "s.json"), prefix)
+        install(spec_file(bumped, dest / "s.json"), run / f"env-bump{i}")
         after_oci = run / f"oci-bump{i}"
-        image(prefix, after_oci, extra, "gzip")
+        image(run / f"env-bump{i}", after_oci, extra, "gzip", "/opt/plone")
         after = layer_sizes(after_oci)
         changed = sorted(k for k in after if before.get(k, ("", 0))[0] != after[k][0])
         changed_bytes = sum(after[k][1] for k in changed)
@@ -191,8 +195,6 @@ def bump_part(wheelhouse: Path, extra: list[str], bumps: list[str], run: Path) -
             f"| {len(changed)}: {', '.join(changed)} | {changed_bytes / 1e6:.2f} MB | "
             f"{share:.2%} |"
         )
-        # back to the base set for the next bump
-        install(run / "base.json", prefix)
     lines += [
         "",
         "(Changed bytes: the compressed layers a registry push or pull moves again; the config "

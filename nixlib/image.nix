@@ -10,13 +10,13 @@ rec {
   /* The `wheelhouse image` arguments for the options of `mkImage` (everything but the env,
      the output and the closure file).
 
-     Type: imageArgs :: { name :: String; tag :: String; entrypoint :: [String] | null; cmd :: [String]; env :: AttrSet; labels :: AttrSet; user :: String | null; workdir :: String; extraPaths :: [String]; maxLayers :: Int; layers :: [[String]]; format :: String; compression :: String | null; } -> [String]
+     Type: imageArgs :: { name :: String; tag :: String; imagePrefix :: String | null; entrypoint :: [String] | null; cmd :: [String]; env :: AttrSet; labels :: AttrSet; user :: String | null; workdir :: String; extraPaths :: [String]; maxLayers :: Int; layers :: [[String]]; format :: String; compression :: String | null; } -> [String]
 
      Example:
-       imageArgs { name = "app"; tag = "1"; entrypoint = [ "/app/bin/serve" ]; cmd = [ ]; env = { }; labels = { }; user = null; workdir = "/"; extraPaths = [ ]; maxLayers = 100; layers = [ ]; format = "oci"; compression = null; }
+       imageArgs { name = "app"; tag = "1"; imagePrefix = null; entrypoint = [ "/app/bin/serve" ]; cmd = [ ]; env = { }; labels = { }; user = null; workdir = "/"; extraPaths = [ ]; maxLayers = 100; layers = [ ]; format = "oci"; compression = null; }
        => [ "--name" "app" "--tag" "1" "--workdir" "/" "--max-layers" "100" "--format" "oci" "--entrypoint" "/app/bin/serve" ]
   */
-  imageArgs = { name, tag, entrypoint, cmd, env, labels, user, workdir, extraPaths, maxLayers
+  imageArgs = { name, tag, imagePrefix, entrypoint, cmd, env, labels, user, workdir, extraPaths, maxLayers
               , layers, format, compression }:
     let
       formats = [ "oci" "docker-archive" ];
@@ -35,6 +35,7 @@ rec {
       ++ pairs "--env" env
       ++ pairs "--label" labels
       ++ (if user == null then [ ] else [ "--user" user ])
+      ++ (if imagePrefix == null then [ ] else [ "--image-prefix" imagePrefix ])
       ++ (if compression == null then [ ] else [ "--compression" compression ])
       ++ many "--extra-path" (map toString extraPaths)
       ++ (if layers == [ ] then [ ]
@@ -45,9 +46,12 @@ rec {
      env. The interpreter's runtime closure comes from `exportReferencesGraph` on the env, one
      layer per store path; an interpreter outside the store (the host's `/usr/bin/python3`) has
      to be listed in `extraPaths` (its files, libraries and loader; one layer). `layers` groups
-     packages that change together into one layer, below the others.
+     packages that change together into one layer, below the others. The env's files go to
+     `imagePrefix` (default `/opt/<name>`; its store path becomes a symlink to it): a store
+     path changes with every pin, and layers naming it would all change with it; `null` keeps
+     the store path.
 
-     Type: mkImage :: { env :: Derivation; python :: Derivation | String; tool :: Derivation; name ? String; tag ? String; entrypoint ? [String] | null; cmd ? [String]; imageEnv ? AttrSet; labels ? AttrSet; user ? String | null; workdir ? String; extraPaths ? [String]; maxLayers ? Int; layers ? [[String]]; format ? String; compression ? String | null; sourceDateEpoch ? Int; } -> Derivation
+     Type: mkImage :: { env :: Derivation; python :: Derivation | String; tool :: Derivation; name ? String; tag ? String; imagePrefix ? String | null; entrypoint ? [String] | null; cmd ? [String]; imageEnv ? AttrSet; labels ? AttrSet; user ? String | null; workdir ? String; extraPaths ? [String]; maxLayers ? Int; layers ? [[String]]; format ? String; compression ? String | null; sourceDateEpoch ? Int; } -> Derivation
 
      Example:
        mkImage { env = project.env; python = pkgs.python3; tool = project.tool;
@@ -55,6 +59,7 @@ rec {
        => «derivation /nix/store/...-python-env-image.drv»   # skopeo copy oci:./result:latest ...
   */
   mkImage = { env, python, tool, name ? env.name or "python-env", tag ? "latest"
+            , imagePrefix ? "/opt/${name}"
             , entrypoint ? null, cmd ? [ ], imageEnv ? { }, labels ? { }, user ? null
             , workdir ? "/", extraPaths ? [ ], maxLayers ? 100, layers ? [ ], format ? "oci"
             , compression ? null, sourceDateEpoch ? 0 }:
@@ -69,7 +74,7 @@ rec {
       SOURCE_DATE_EPOCH = toString sourceDateEpoch;
       args = toolLib.wheelhouseArgs tool
         ([ "image" env "--output" (builtins.placeholder "out") "--closure" "closure" ]
-         ++ imageArgs { inherit name tag entrypoint cmd labels user workdir extraPaths maxLayers
+         ++ imageArgs { inherit name tag imagePrefix entrypoint cmd labels user workdir extraPaths maxLayers
                                layers format compression;
                         env = imageEnv; });
     } // { inherit env; };

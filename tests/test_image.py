@@ -27,6 +27,7 @@ from wheelhouse.layers import (
     LayerPlan,
     Package,
     bucket_of,
+    own_files,
     parse_layer_spec,
     parse_references_graph,
     plan_layers,
@@ -133,6 +134,14 @@ def test_layer_spec_layers_come_first_and_reference_graph_parses() -> None:
     assert parse_references_graph(graph, "g") == ["/nix/store/a-env", "/nix/store/b-py"]
 
 
+def test_record_listing_scripts_goes_on_top_with_them() -> None:
+    site = "lib/python3.11/site-packages"
+    record = f"{site}/a-1.dist-info/RECORD"
+    paths = [f"{site}/a/__init__.py", record, "bin/a", f"{site}/a.pth"]
+    assert own_files(paths, record, [site]) == (f"{site}/a/__init__.py",)
+    assert own_files(paths[:2], record, [site]) == (record, f"{site}/a/__init__.py")
+
+
 # --- real images --------------------------------------------------------------------------------
 
 
@@ -191,6 +200,10 @@ def test_image_passes_skopeo_and_umoci_and_runs_every_package(
     ran = chroot_run(rootfs, f"{prefix}/bin/python", "-c", code)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split() == ["1.0", "200000"]
+    # bytecode names its source relative to the prefix; import gives it the real path
+    code = "import small.cli; print(small.cli.main.__code__.co_filename)"
+    ran = chroot_run(rootfs, f"{prefix}/bin/python", "-c", code)
+    assert ran.stdout.strip() == f"{prefix}/lib/python3.11/site-packages/small/cli.py", ran.stderr
     ran = chroot_run(rootfs, f"{prefix}/bin/small")
     assert (ran.returncode, ran.stdout) == (0, "small says hi\n"), ran.stderr
 

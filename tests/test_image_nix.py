@@ -21,6 +21,7 @@ from conftest import HOST_PYTHON, ROOT, build_demo_index
 from imagetools import chroot_run, host_python_paths, image_layers, skopeo_inspect, umoci_unpack
 from indexserver import IndexServer
 from test_nix import nix_build
+from wheelmaker import make_wheel
 
 from wheelhouse.cli import main
 
@@ -36,7 +37,9 @@ PROJECT_NIX = """
 
 
 @pytest.fixture
-def image_project(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> Path:
+def served_project(
+    index_server_factory: Callable[..., IndexServer], tmp_path: Path
+) -> tuple[Path, IndexServer]:
     root = tmp_path / "files"
     root.mkdir()
     build_demo_index(root, uuid.uuid4().hex)
@@ -46,7 +49,12 @@ def image_project(index_server_factory: Callable[..., IndexServer], tmp_path: Pa
     (project / "default.nix").write_text(PROJECT_NIX.format(python=f'"{HOST_PYTHON}"', root=ROOT))
     lock = ["lock", "alpha", "gamma", "epsilon", "--index-url", server.simple_url]
     assert main([*lock, "-o", str(project / "pylock.toml")]) == 0
-    return project
+    return project, server
+
+
+@pytest.fixture
+def image_project(served_project: tuple[Path, IndexServer]) -> Path:
+    return served_project[0]
 
 
 def write_options(
@@ -152,3 +160,32 @@ def test_store_interpreter_closure_becomes_its_own_layer(
     ran = chroot_run(rootfs, f"{env}/bin/python", "-c", "import alpha, os; print(os.__file__)")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == f"{python}/lib/python3.11/os.py"
+
+
+def test_one_pin_bump_in_the_lock_changes_one_package_layer(
+    served_project: tuple[Path, IndexServer],
+) -> None:
+    """Bumping epsilon in the lock gives a new env store path, but the image puts the env at
+    its imagePrefix and bytecode does not name the prefix: only epsilon's layer and the top
+    layer (scripts' shebangs, the store path's symlink) change."""
+    project, server = served_project
+    write_options(project, None)
+    images = []
+    for pin in ("epsilon", "epsilon==2.1"):
+        if pin != "epsilon":
+            make_wheel(
+                server.root,
+                "epsilon",
+                "2.1",
+                {"epsilon_pkg/__init__.py": "VERSION = '2.1'\n",
+                 "epsilon.pth": "import epsilon_pkg; epsilon_pkg.LOADED = 1\n"},
+            )  # fmt: skip
+            lock = ["lock", "alpha", "gamma", pin, "--index-url", server.simple_url]
+            assert main([*lock, "-o", str(project / "pylock.toml")]) == 0
+        built = nix_build(project, "image")
+        assert built.returncode == 0, built.stderr[-3000:]
+        images.append(dict(image_layers(Path(built.stdout.strip().splitlines()[-1]))))
+    before, after = images
+    assert before.pop("package epsilon 2.0") != after.pop("package epsilon 2.1")
+    assert [k for k in before if before[k] != after[k]] == ["top: bin, .pth, env files"]
+    assert before.keys() == after.keys()

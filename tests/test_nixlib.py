@@ -103,8 +103,9 @@ THROWS = {
         ['isolation = "sandbox" is not one of', '"namespace"'],
     ),
     "image format": (
-        '(import ./nixlib).imageArgs { name = "a"; tag = "1"; entrypoint = null; cmd = [ ]; '
-        'env = { }; labels = { }; user = null; workdir = "/"; extraPaths = [ ]; maxLayers = 9; '
+        '(import ./nixlib).imageArgs { name = "a"; tag = "1"; imagePrefix = null; '
+        'entrypoint = null; cmd = [ ]; env = { }; labels = { }; user = null; workdir = "/"; '
+        "extraPaths = [ ]; maxLayers = 9; "
         'layers = [ ]; format = "tar"; compression = null; }',
         ['format "tar"', '["oci","docker-archive"]'],
     ),

@@ -18,7 +18,7 @@ JSON document per line on stdin/stdout:
    planned again here), each answered ``{"installed": index}``. The worker decompresses every
    member once, checks its size, CRC and RECORD hash on the bytes in memory, writes it below
    ``root`` and compiles ``.py`` files of site-packages from the same bytes (unchecked-hash pyc,
-   ``co_filename`` below the final ``prefix``), then writes the new RECORD and INSTALLER.
+   ``co_filename`` relative to the prefix), then writes the new RECORD and INSTALLER.
 4. main -> ``{"op": "finish"}``: the worker answers ``{"done": {counts, warnings}}`` and exits.
 
 Any failure is answered with ``{"error": {"kind": <wheelhouse.errors class>, "message": ...}}``.
@@ -599,7 +599,10 @@ class Installer:
         """Compile ``source`` (installed at ``dest``); returns the pyc path, None if invalid."""
         started = time.perf_counter()
         try:
-            code = compile(source, self.prefix + dest, "exec", dont_inherit=True, optimize=0)
+            # co_filename relative to the prefix: the import system replaces it with the real
+            # path when it loads the pyc, and the bytes then do not depend on where the env
+            # lives (a Nix store path changes with every pin; image layers should not).
+            code = compile(source, dest, "exec", dont_inherit=True, optimize=0)
         except Exception as e:
             if write:
                 why = (str(e).splitlines() or [""])[0]

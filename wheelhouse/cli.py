@@ -311,6 +311,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--workdir", default="/")
     p.add_argument("--user")
+    p.add_argument(
+        "--image-prefix",
+        metavar="PATH",
+        help="put the env's files at PATH in the image (its own path becomes a symlink to it): "
+        "a stable path keeps package layers unchanged when a Nix env's store path changes",
+    )
 
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
     p.add_argument("path", type=Path)
@@ -615,7 +621,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
         cmd=tuple(args.cmd), env=pairs(args.env, "--env"), labels=pairs(args.label, "--label"),
         workdir=args.workdir, user=args.user, epoch=int(epoch_text),
         compression=args.compression or ("none" if args.format == "docker-archive" else "gzip"),
-        fmt=args.format, max_layers=args.max_layers,
+        fmt=args.format, max_layers=args.max_layers, image_prefix=args.image_prefix,
     )  # fmt: skip
     spec = parse_layer_spec(_read_text(args.layers), str(args.layers)) if args.layers else []
     result = build_image(

@@ -40,7 +40,7 @@ from wheelhouse.layers import (
     LayerPlan,
     Package,
     claim,
-    is_shared,
+    own_files,
     parents,
     plan_layers,
     record_paths,
@@ -76,6 +76,8 @@ class ImageOptions:
     compression: str = "gzip"
     fmt: str = "oci"
     max_layers: int = DEFAULT_MAX_LAYERS
+    image_prefix: str | None = None
+    """Where the env's files go in the image (default: its own path)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def scan_env(prefix: Path) -> EnvScan:
         if d.startswith("lib/python") and d.count("/") == 2 and d.endswith("/site-packages")
     )
     records: list[tuple[str, str, list[str]]] = []
+    record_of: dict[str, str] = {}
     for site in site_dirs:
         for entry in sorted(os.listdir(prefix / site)):
             if not entry.endswith(".dist-info") or f"{site}/{entry}/RECORD" not in files:
@@ -132,6 +135,7 @@ def scan_env(prefix: Path) -> EnvScan:
                         "(or is a directory); rebuild the env with `wheelhouse install`"
                     )
             records.append((canonicalize_name(name or stem), version, paths))
+            record_of[records[-1][0]] = f"{site}/{entry}/RECORD"
     if not records:
         raise ImageError(
             f"{prefix} has no .dist-info/RECORD under lib/python*/site-packages, so nothing says "
@@ -147,7 +151,7 @@ def scan_env(prefix: Path) -> EnvScan:
     claim(records)
     packages = []
     for name, version, paths in records:
-        own = tuple(sorted(p for p in paths if not is_shared(p, site_dirs)))
+        own = own_files(paths, record_of[name], site_dirs)
         packages.append(Package(name, version, own, sum(files[p] for p in own)))
     in_packages = {p for pkg in packages for p in pkg.files}
     top_files = sorted(f for f in files if f not in in_packages)
@@ -200,6 +204,17 @@ def _special(path: Path | str, mode: int) -> str:
     return f"{path} is {kind}, which an image must not carry; remove it from the tree"
 
 
+@dataclass(frozen=True)
+class Link:
+    """A symlink the image adds (the env's own path pointing to where the image puts it)."""
+
+    target: str
+
+
+Source = str | Link | None
+"""What an archive entry is made from: a path on disk, a made-up symlink, or a directory."""
+
+
 # --- tar writing ----------------------------------------------------------------------------
 
 
@@ -242,7 +257,7 @@ def _tarinfo(name: str, st: os.stat_result | None, link: str, epoch: int) -> tar
     return info
 
 
-def write_tar(out: _Writer, entries: Mapping[str, str | None], epoch: int) -> None:
+def write_tar(out: _Writer, entries: Mapping[str, Source], epoch: int) -> None:
     """A tar of ``entries`` (archive name -> source path, None for a directory), sorted, with
     every ancestor directory; file contents streamed in chunks."""
     names = set(entries)
@@ -250,6 +265,11 @@ def write_tar(out: _Writer, entries: Mapping[str, str | None], epoch: int) -> No
         names.update(parents(name))
     for name in sorted(names):
         source = entries.get(name)
+        if isinstance(source, Link):
+            info = _tarinfo(name, None, "", epoch)
+            info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, source.target
+            out.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+            continue
         st = None if source is None else os.lstat(source)
         if st is not None and not (
             stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)
@@ -275,7 +295,7 @@ def write_tar(out: _Writer, entries: Mapping[str, str | None], epoch: int) -> No
     out.write(b"\0" * (2 * BLOCK))
 
 
-def _write_layer(blobs: Path, entries: Mapping[str, str | None], opts: ImageOptions) -> Blob:
+def _write_layer(blobs: Path, entries: Mapping[str, Source], opts: ImageOptions) -> Blob:
     fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".layer-")
     try:
         os.fchmod(fd, 0o644)
@@ -310,7 +330,7 @@ def _write_json(blobs: Path, data: Any) -> Blob:
 # --- the image ------------------------------------------------------------------------------
 
 
-def _root_entries(root: str) -> dict[str, str | None]:
+def _root_entries(root: str) -> dict[str, Source]:
     """Everything at and below an absolute path (closure or extra path), by archive name."""
     name = root.strip("/")
     try:
@@ -324,21 +344,28 @@ def _root_entries(root: str) -> dict[str, str | None]:
             raise ImageError(_special(root, st.st_mode))
         return {name: root}
     files, dirs = _walk(Path(root))
-    entries: dict[str, str | None] = {name: None}
+    entries: dict[str, Source] = {name: None}
     entries.update({f"{name}/{d}": None for d in dirs})
     entries.update({f"{name}/{f}": f"{root}/{f}" for f in files})
     return entries
 
 
-def layer_entries(plan: LayerPlan, prefix: str, scan: EnvScan) -> dict[str, str | None]:
-    base = prefix.strip("/")
-    entries: dict[str, str | None] = {}
+def layer_entries(
+    plan: LayerPlan, prefix: str, scan: EnvScan, image_prefix: str | None = None
+) -> dict[str, Source]:
+    """Archive names and sources of one layer. With ``image_prefix`` the env's files sit there
+    (a path that does not change when a pin does, unlike a Nix store path) and the top layer
+    links the env's own path to it, so its scripts' shebangs still resolve."""
+    base = (image_prefix or prefix).strip("/")
+    entries: dict[str, Source] = {}
     for root in plan.roots:
         entries.update(_root_entries(root))
     for pkg in plan.packages:
         entries.update({f"{base}/{f}": f"{prefix}/{f}" for f in pkg.files})
     if plan.top:
         entries[base] = None
+        if image_prefix and image_prefix.strip("/") != prefix.strip("/"):
+            entries[prefix.strip("/")] = Link(image_prefix)
         entries.update({f"{base}/{d}": None for d in scan.top_dirs})
         entries.update({f"{base}/{f}": f"{prefix}/{f}" for f in plan.files})
     return entries
@@ -359,6 +386,8 @@ def build_image(
     prefix_s = os.path.abspath(prefix)
     if os.path.lexists(output):
         raise ImageError(f"{output} already exists; remove it or choose another output path")
+    if opts.image_prefix is not None and not opts.image_prefix.startswith("/"):
+        raise ImageError(f"--image-prefix {opts.image_prefix}: give an absolute path")
     for path in [*closure, *extra_paths]:
         if not os.path.isabs(path):
             raise ImageError(
@@ -397,9 +426,9 @@ def build_image(
     return result
 
 
-def _archive_entries(layout: Path) -> dict[str, str | None]:
+def _archive_entries(layout: Path) -> dict[str, Source]:
     files, dirs = _walk(layout)
-    entries: dict[str, str | None] = {d: None for d in dirs}
+    entries: dict[str, Source] = {d: None for d in dirs}
     entries.update({f: str(layout / f) for f in files})
     return entries
 
@@ -415,7 +444,11 @@ def _write_layout(
 ) -> ImageResult:
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
-    layers = [(p.label, _write_layer(blobs, layer_entries(p, prefix, scan), opts)) for p in plans]
+    layers = [
+        (p.label, _write_layer(blobs, layer_entries(p, prefix, scan, opts.image_prefix), opts))
+        for p in plans
+    ]
+    home = opts.image_prefix or prefix
     created = _iso(opts.epoch)
     labels = {
         "org.opencontainers.image.title": opts.name,
@@ -425,10 +458,10 @@ def _write_layout(
         "io.wheelhouse.python": scan.python_version,
         **opts.labels,
     }
-    env = {"PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {"PATH": f"{home}/bin:/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
     env.update(opts.env)
     config: dict[str, Any] = {
-        "Entrypoint": list(opts.entrypoint or (f"{prefix}/bin/python",)),
+        "Entrypoint": list(opts.entrypoint or (f"{home}/bin/python",)),
         "Env": [f"{k}={v}" for k, v in env.items()],
         "WorkingDir": opts.workdir,
         "Labels": labels,

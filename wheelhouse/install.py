@@ -17,10 +17,13 @@ The work is done by ``jobs`` worker processes of the *target* interpreter
    it planned and then takes over the cheapest ones left to others, so all cores stay busy to the
    end. A worker decompresses every member once, checks size, CRC and RECORD hash on the bytes in
    memory, writes them, and byte-compiles ``.py`` files of site-packages from the same bytes
-   (``UNCHECKED_HASH`` pycs, ``co_filename`` = the final path), so no file is read back.
+   (``UNCHECKED_HASH`` pycs, ``co_filename`` = the path relative to the prefix, which the import
+   system replaces with the real one on load, so the bytes do not depend on where the env lives),
+   so no file is read back.
 
 Workers run with ``PYTHONHASHSEED=0`` and the same imports, and marshal output does not depend on
-which worker compiled what, so the tree is byte-for-byte reproducible for a given prefix.
+which worker compiled what, so the tree is byte-for-byte reproducible (and, but for the scripts'
+shebangs, independent of the prefix).
 Set ``WHEELHOUSE_INSTALL_DEBUG=1`` to get a timeline and per-worker timings on stderr.
 """
 

@@ -85,6 +85,19 @@ def is_shared(path: str, site_dirs: Iterable[str]) -> bool:
     return path.endswith(".pth") and posixpath.dirname(path) in set(site_dirs)
 
 
+def own_files(paths: Iterable[str], record: str, site_dirs: Iterable[str]) -> tuple[str, ...]:
+    """The files of a package that go into its own layer: all but the shared ones, and but its
+    RECORD when it lists scripts in ``bin/``: scripts name the env's interpreter in their
+    shebang, so their bytes, and the hashes RECORD keeps of them, change with the env's path
+    (a Nix store path changes with every pin); they belong with the scripts on top."""
+    sites = set(site_dirs)
+    paths = list(paths)
+    scripts = any(p.startswith("bin/") for p in paths)
+    return tuple(
+        sorted(p for p in paths if not is_shared(p, sites) and not (scripts and p == record))
+    )
+
+
 def claim(packages: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, str]:
     """Map each file to the one package (``name version``) listing it; two claimants are an
     error, since a layer per package would then ship the file twice with an undefined winner."""
