@@ -22,6 +22,7 @@ from contract import run_cli
 from imagetools import chroot_run, host_python_paths, image_layers, skopeo_inspect, umoci_unpack
 from wheelmaker import artifact_for, make_wheel
 
+from wheelhouse.image import _header
 from wheelhouse.install import install_env
 from wheelhouse.layers import (
     LayerPlan,
@@ -140,6 +141,34 @@ def test_record_listing_scripts_goes_on_top_with_them() -> None:
     paths = [f"{site}/a/__init__.py", record, "bin/a", f"{site}/a.pth"]
     assert own_files(paths, record, [site]) == (f"{site}/a/__init__.py",)
     assert own_files(paths[:2], record, [site]) == (record, f"{site}/a/__init__.py")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "mode", "size", "link"),
+    [
+        ("a/b.py", tarfile.REGTYPE, 0o644, 123, ""),
+        ("d", tarfile.DIRTYPE, 0o755, 0, ""),
+        ("l", tarfile.SYMTYPE, 0o777, 0, "/x/y"),
+        ("x" * 90 + "/" + "y" * 60, tarfile.REGTYPE, 0o755, 5, ""),
+        ("x" * 90 + "/" + "y" * 60, tarfile.DIRTYPE, 0o755, 0, ""),
+        ("x" * 200 + "/" + "y" * 60, tarfile.REGTYPE, 0o644, 1, ""),  # too long for ustar
+        ("caf\u00e9.py", tarfile.REGTYPE, 0o644, 1, ""),  # not ASCII
+    ],
+)
+def test_tar_headers_are_what_tarfile_writes(
+    name: str, kind: bytes, mode: int, size: int, link: str
+) -> None:
+    """Our fast header writer gives tarfile's ustar header where ustar fits, else pax."""
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.linkname, info.mtime = kind, mode, size, link, EPOCH
+    info.uname = info.gname = ""
+    try:
+        if not name.isascii():  # pax says its path is UTF-8; ustar has no encoding
+            raise ValueError(name)
+        expected = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    except ValueError:
+        expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    assert _header(name, kind, mode, size, link, EPOCH) == expected
 
 
 # --- real images --------------------------------------------------------------------------------

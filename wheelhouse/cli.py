@@ -312,6 +312,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="/")
     p.add_argument("--user")
     p.add_argument(
+        "--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1), help="parallel layers"
+    )
+    p.add_argument(
         "--image-prefix",
         metavar="PATH",
         help="put the env's files at PATH in the image (its own path becomes a symlink to it): "
@@ -622,6 +625,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
         workdir=args.workdir, user=args.user, epoch=int(epoch_text),
         compression=args.compression or ("none" if args.format == "docker-archive" else "gzip"),
         fmt=args.format, max_layers=args.max_layers, image_prefix=args.image_prefix,
+        jobs=max(1, args.jobs),
     )  # fmt: skip
     spec = parse_layer_spec(_read_text(args.layers), str(args.layers)) if args.layers else []
     result = build_image(
