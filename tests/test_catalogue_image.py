@@ -4,10 +4,14 @@ nothing at the output path (the image is written under a temp name and renamed a
 from __future__ import annotations
 
 import os
+import socket
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import HOST_PYTHON
+from conftest import HOST_PYTHON, ROOT
 from contract import Outcome, assert_absent, assert_error, assert_ok, run_cli
 from wheelmaker import artifact_for, make_wheel
 
@@ -97,12 +101,44 @@ def test_layer_limit_below_the_fixed_layers(
     assert_absent(out)
 
 
-def test_fifo_in_the_env(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    os.mkfifo(env / "pipe")
+@pytest.mark.parametrize(
+    ("kind", "word"), [("fifo", "FIFO"), ("socket", "socket"), ("device", "device")]
+)
+def test_special_file_in_the_env(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, word: str
+) -> None:
+    special = env / "lib" / "thing"
+    if kind == "fifo":
+        os.mkfifo(special)
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(special))
+        sock.close()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("making a device file needs root")
+        os.mknod(special, stat.S_IFCHR | 0o600, os.makedev(1, 3))
     out = tmp_path / "oci"
     outcome = image(capsys, env, out)
-    assert_error(outcome, ImageError, str(env / "pipe"), "FIFO", "remove it")
+    assert_error(outcome, ImageError, str(special), word, "remove it")
     assert_absent(out)
+
+
+def test_image_stage_imports_no_earlier_stage() -> None:
+    """One direction of data: the image stage reads the installed tree, never lock, fetch,
+    build or install code."""
+    probe = (
+        "import sys, wheelhouse.image, wheelhouse.layers; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('wheelhouse'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded = set(out.stdout.split())
+    assert loaded <= {
+        "wheelhouse", "wheelhouse.errors", "wheelhouse.image", "wheelhouse.layers",
+        "wheelhouse.tempfiles",
+    }, loaded  # fmt: skip
 
 
 def test_output_exists(env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
