@@ -68,7 +68,7 @@ rec {
     in
     derivation {
       name = "${name}-image${if format == "docker-archive" then ".tar" else ""}";
-      system = builtins.currentSystem;
+      system = py.system;
       builder = py.executable;
       exportReferencesGraph = [ "closure" env ];
       SOURCE_DATE_EPOCH = toString sourceDateEpoch;
