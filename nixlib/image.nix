@@ -49,16 +49,18 @@ rec {
      packages that change together into one layer, below the others. The env's files go to
      `imagePrefix` (default `/opt/<name>`; its store path becomes a symlink to it): a store
      path changes with every pin, and layers naming it would all change with it; `null` keeps
-     the store path.
+     the store path. `app` (`mkProject`'s `build`: the project installed over the env) makes
+     the image of the application: its closure, read from `app`, holds the env (layered as
+     above) and the app prefix itself, which becomes one layer of its own.
 
-     Type: mkImage :: { env :: Derivation; python :: Derivation | String; tool :: Derivation; name ? String; tag ? String; imagePrefix ? String | null; entrypoint ? [String] | null; cmd ? [String]; imageEnv ? AttrSet; labels ? AttrSet; user ? String | null; workdir ? String; extraPaths ? [String]; maxLayers ? Int; layers ? [[String]]; format ? String; compression ? String | null; sourceDateEpoch ? Int; } -> Derivation
+     Type: mkImage :: { env :: Derivation; python :: Derivation | String; tool :: Derivation; app ? Derivation | null; name ? String; tag ? String; imagePrefix ? String | null; entrypoint ? [String] | null; cmd ? [String]; imageEnv ? AttrSet; labels ? AttrSet; user ? String | null; workdir ? String; extraPaths ? [String]; maxLayers ? Int; layers ? [[String]]; format ? String; compression ? String | null; sourceDateEpoch ? Int; } -> Derivation
 
      Example:
        mkImage { env = project.env; python = pkgs.python3; tool = project.tool;
                  entrypoint = [ "${project.env}/bin/runwsgi" ]; cmd = [ "/etc/zope.ini" ]; }
        => «derivation /nix/store/...-python-env-image.drv»   # skopeo copy oci:./result:latest ...
   */
-  mkImage = { env, python, tool, name ? env.name or "python-env", tag ? "latest"
+  mkImage = { env, python, tool, app ? null, name ? env.name or "python-env", tag ? "latest"
             , imagePrefix ? "/opt/${name}"
             , entrypoint ? null, cmd ? [ ], imageEnv ? { }, labels ? { }, user ? null
             , workdir ? "/", extraPaths ? [ ], maxLayers ? 100, layers ? [ ], format ? "oci"
@@ -70,12 +72,12 @@ rec {
       name = "${name}-image${if format == "docker-archive" then ".tar" else ""}";
       system = py.system;
       builder = py.executable;
-      exportReferencesGraph = [ "closure" env ];
+      exportReferencesGraph = [ "closure" (if app == null then env else app) ];
       SOURCE_DATE_EPOCH = toString sourceDateEpoch;
       args = toolLib.wheelhouseArgs tool
         ([ "image" env "--output" (builtins.placeholder "out") "--closure" "closure" ]
          ++ imageArgs { inherit name tag imagePrefix entrypoint cmd labels user workdir extraPaths maxLayers
                                layers format compression;
                         env = imageEnv; });
-    } // { inherit env; };
+    } // { inherit env app; };
 }

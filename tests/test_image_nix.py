@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from conftest import HOST_PYTHON, ROOT, build_demo_index
+from contract import assert_ok, run_cli
 from imagetools import chroot_run, host_python_paths, image_layers, skopeo_inspect, umoci_unpack
 from indexserver import IndexServer
+from sdistmaker import make_backend_wheel
 from test_nix import nix_build
+from test_project import make_sample
 from wheelmaker import make_wheel
 
 from wheelhouse.cli import main
@@ -189,3 +192,54 @@ def test_one_pin_bump_in_the_lock_changes_one_package_layer(
     assert before.pop("package epsilon 2.0") != after.pop("package epsilon 2.1")
     assert [k for k in before if before[k] != after[k]] == ["top: bin, .pth, env files"]
     assert before.keys() == after.keys()
+
+
+APP_NIX = """
+{{ python ? "{python}" }}:
+(import {root}/nixlib).mkProject {{
+  src = ./.; lock = ./pylock.toml; inherit python; name = "sample";
+  imageOptions = builtins.fromJSON (builtins.readFile {options});
+}}
+"""
+
+
+@pytest.fixture
+def sample_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
+    """The demo wheels and tinybackend, as test_project's sample project needs them."""
+    root = tmp_path / "files"
+    root.mkdir()
+    build_demo_index(root, uuid.uuid4().hex)
+    make_backend_wheel(root)
+    return index_server_factory(root)
+
+
+def test_bdist_docker_of_a_project_is_its_app_over_the_env_layers(
+    sample_index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """For a locked project, bdist_docker images `build` (the project installed over the env):
+    the app prefix is one layer (from its closure), the env's packages keep theirs, and the
+    project's console script runs from the unpacked image."""
+    project = make_sample(tmp_path / "sample")
+    # the options live outside the source: a change there must not rebuild the app
+    app_nix = APP_NIX.format(python=HOST_PYTHON, root=ROOT, options=tmp_path / "image.json")
+    (project / "default.nix").write_text(app_nix)
+    assert_ok(
+        run_cli(capsys, "lock", project, "--python", HOST_PYTHON,
+                "--index-url", sample_index.simple_url, "-o", project / "pylock.toml")
+    )  # fmt: skip
+    write_options(tmp_path, None)
+    built = nix_build(project, "build")
+    assert built.returncode == 0, built.stderr[-3000:]
+    app = Path(built.stdout.strip().splitlines()[-1])
+    write_options(tmp_path, None, tag="1", entrypoint=[f"{app}/bin/sample"])
+    built = nix_build(project, "bdist_docker")
+    assert built.returncode == 0, built.stderr[-3000:]
+    oci = Path(built.stdout.strip().splitlines()[-1])
+    labels = [label for label, _ in image_layers(oci)]
+    assert labels[0] == f"closure {app}"
+    assert {"package alpha 1.0", "package beta 1.0"} <= set(labels)
+    assert not [label for label in labels if "sample" in label.split(" ")[1:2]]
+    rootfs = umoci_unpack(oci, "1", tmp_path / "bundle")
+    config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    ran = chroot_run(rootfs, *config["process"]["args"])
+    assert (ran.returncode, ran.stdout) == (0, "hello from the tree\n"), ran.stderr
