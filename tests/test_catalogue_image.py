@@ -81,6 +81,16 @@ def test_file_claimed_by_two_packages(
     assert_absent(out)
 
 
+def test_record_lists_a_missing_file(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (env / SP / "beta" / "__init__.py").unlink()
+    out = tmp_path / "oci"
+    outcome = image(capsys, env, out)
+    assert_error(outcome, ImageError, "beta 2.0", f"{SP}/beta/__init__.py", "rebuild the env")
+    assert_absent(out)
+
+
 def test_record_entry_outside_the_prefix(
     env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -130,7 +130,13 @@ def scan_env(prefix: Path) -> EnvScan:
             stem = entry[: -len(".dist-info")]
             name, _, version = stem.rpartition("-")
             label = f"{canonicalize_name(name or stem)} {version}"
-            text = (prefix / site / entry / "RECORD").read_text(encoding="utf-8")
+            try:
+                text = (prefix / site / entry / "RECORD").read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ImageError(
+                    f"{label}: cannot read {prefix / site / entry / 'RECORD'} ({exc}); "
+                    "rebuild the env with `wheelhouse install`"
+                ) from None
             paths = record_paths(text, f"{site}/{entry}", site, label)
             for path in paths:
                 if path not in files:
