@@ -43,7 +43,6 @@ from wheelhouse.layers import (
     Package,
     claim,
     own_files,
-    parents,
     plan_layers,
     record_paths,
 )
@@ -165,7 +164,12 @@ def scan_env(prefix: Path) -> EnvScan:
         packages.append(Package(name, version, own, sum(files[p] for p in own)))
     in_packages = {p for pkg in packages for p in pkg.files}
     top_files = sorted(f for f in files if f not in in_packages)
-    covered = {d for p in in_packages for d in parents(p)}
+    covered: set[str] = set()
+    for path in in_packages:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in covered:
+            covered.add(parent)
+            parent = parent.rpartition("/")[0]
     top_dirs = sorted(d for d in dirs if d not in covered)
     return EnvScan(packages, top_files, top_dirs, _python_version(prefix))
 

@@ -233,10 +233,3 @@ def parse_references_graph(text: str, source: str) -> list[str]:
         paths.append(path)
         i += 3 + count
     return sorted(set(paths))
-
-
-def parents(path: str) -> list[str]:
-    """Every ancestor directory of a relative path, outermost first (``a``, ``a/b`` for
-    ``a/b/c``): tar readers need them as entries to create them with our modes."""
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
