@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from packaging.utils import canonicalize_name
 
@@ -32,6 +33,7 @@ from wheelhouse.errors import (
     NarError,
     UsageError,
     WheelhouseError,
+    escape,
 )
 from wheelhouse.fetch import fetch
 from wheelhouse.install import RunpathPass, install_env, local_artifact
@@ -48,7 +50,29 @@ from wheelhouse.resolve import Inputs, project_requirements
 from wheelhouse.targets import make_target
 
 
-def _add_lock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one ``error:`` line like every other error (argparse
+    prints the usage block and ``prog: error: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            UsageError.exit_code,
+            f"error: {self.prog}: {escape(message)}; run `{self.prog} --help` for usage\n",
+        )
+
+
+def _jobs(text: str) -> int:
+    """``-j N``: a count of parallel workers, at least one (0 used to hang or mean "default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _add_lock_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("lock", help="resolve requirements with pip and write pylock.toml")
     p.add_argument(
         "requirements",
@@ -96,7 +120,7 @@ def _add_resolution_options(p: argparse.ArgumentParser) -> None:
 def _add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="artifact cache (default: XDG cache dir)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--jobs", "-j", type=int, default=8, help="parallel downloads")
+    p.add_argument("--jobs", "-j", type=_jobs, default=8, help="parallel downloads")
 
 
 def _add_isolation_option(p: argparse.ArgumentParser) -> None:
@@ -119,7 +143,7 @@ def _add_target_option(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wheelhouse",
         description="Lock Python requirements to pylock.toml, fetch every artifact into one "
         "wheelhouse directory, install them all into one environment.",
@@ -170,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_target_option(p)
     p.add_argument("--python", help="interpreter the env runs on (default: this one)")
     p.add_argument("--no-compile", action="store_true", help="do not write .pyc files")
-    p.add_argument("--jobs", "-j", type=int, default=None)
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, help="worker processes")
     p.add_argument("--replace", action="store_true", help="replace an existing prefix")
     p.add_argument(
         "--built",
@@ -218,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheels")
     _add_target_option(p)
     p.add_argument("--python", help="interpreter to build for (default: this one)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, help="parallel builds")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
     p.add_argument(
         "--exclude",
@@ -239,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheel")
     _add_target_option(p)
     p.add_argument("--python", help="interpreter to build for (default: this one)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds of sdists it needs")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, help="parallel builds of sdists it needs")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
     _add_isolation_option(p)
 
@@ -433,7 +457,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
             runpath=_runpath_pass(args),
         )
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {escape(warning)}", file=sys.stderr)
     return 0
 
 
@@ -560,7 +584,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_nar_hash(args: argparse.Namespace) -> int:
-    if not args.path.exists() and not args.path.is_symlink():
+    if not os.path.lexists(args.path):  # (Path.exists raises for a path it may not stat)
         raise UsageError(f"{args.path}: no such file or directory; give an existing path")
     digest = nar.nar_sha256(args.path)
     print(nar.sri(digest) if args.sri else nar.nix_base32(digest))
@@ -579,13 +603,32 @@ COMMANDS = {
 }
 
 
+QUOTED = "\n  | "
+"""How a message quotes another program's output (a backend's last lines): the only line breaks
+that are printed as line breaks."""
+
+
+def printable(message: str) -> str:
+    """``message`` with control characters escaped, except the line breaks of quoted output:
+    a name holding a newline or an ANSI escape cannot forge an ``error:`` line, wherever it
+    entered the message."""
+    return QUOTED.join(escape(part) for part in message.split(QUOTED))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except WheelhouseError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        print(
+            f"error: wheelhouse {args.command} ran out of memory; free memory or raise the "
+            "limit (ulimit -v), and check the inputs are what you expect",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
