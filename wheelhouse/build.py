@@ -205,6 +205,8 @@ def load_overrides(path: Path) -> Overrides:
         raise UsageError(f"{path}: no such overrides file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:  # a directory, no permission...
+        raise UsageError(f"{path}: cannot read it ({exc.strerror}); give a JSON file") from None
     return parse_overrides(data, str(path))
 
 
@@ -765,7 +767,13 @@ def build_project(
             _verify(dep, wheelhouse)
     order = _plan(envs, [a.filename for a in env if a.kind == "sdist"])
     output = Path(os.path.abspath(output))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--output {output}: cannot create {exc.filename or output.parent} "
+            f"({exc.strerror}); choose another --output"
+        ) from None
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
         built = _build_sdists(

@@ -192,6 +192,10 @@ def load(path: Path) -> Lock:
         raise _fail(
             path, f"not valid TOML: {exc}; fix it or regenerate it with `wheelhouse lock`"
         ) from None
+    except OSError as exc:  # a directory, no permission...
+        raise _fail(
+            path, f"cannot read it ({exc.strerror}); give the path of a pylock.toml"
+        ) from None
     try:
         pylock = Pylock.from_dict(data)
     except PylockUnsupportedVersionError as exc:
