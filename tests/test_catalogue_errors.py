@@ -1,0 +1,530 @@
+"""Catalogue, inputs that used to end in a Python traceback: each now gives one ``error:`` line
+naming the file (and member) and what to do, a non-zero exit, and nothing at the destination.
+
+Bad wheels run through ``wheelhouse install`` with a lock pinning their exact bytes (so the
+wheel's own validation must catch them, as in tests/test_catalogue_install.py); the other cases
+are the command line itself (``-j 0``), the prefix, the target interpreter, memory exhaustion,
+and names holding control characters that must not forge lines on the terminal.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from contract import (
+    ROOT,
+    Outcome,
+    assert_absent,
+    assert_error,
+    assert_error_line,
+    assert_ok,
+    lock_data,
+    run_cli,
+    write_lock,
+)
+from test_catalogue_install import setup as wheelhouse_for
+from wheelmaker import (
+    artifact_for,
+    corrupt_member,
+    make_wheel,
+    record_hash,
+    rewrite_central_directory,
+)
+
+from wheelhouse import cli
+from wheelhouse.errors import (
+    ConflictError,
+    InstallError,
+    LockError,
+    NarError,
+    RecordError,
+    UsageError,
+    WheelhouseError,
+    escape,
+)
+
+Maker = Callable[[Path], Path]
+NEAR_2_64 = 2**64 - 2
+MODULE = {"pkg/__init__.py": "", "pkg/m.py": "x = 1\n" * 100}
+
+
+def _record_with(line: str) -> str:
+    """A RECORD that lists the wheel's files correctly and then has ``line``."""
+    return (
+        "pkg/__init__.py,sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0\n"
+        + line
+        + "pkg-1.0.dist-info/RECORD,,\n"
+    )
+
+
+def _huge(method: int) -> Maker:
+    """A member whose central directory (zip64 extra field) declares a size near 2**64."""
+
+    def make(d: Path) -> Path:
+        wheel = make_wheel(d, "pkg", "1.0", MODULE, compression=method)
+
+        def edit(info: zipfile.ZipInfo) -> None:
+            if info.filename == "pkg/m.py":
+                info.file_size = NEAR_2_64
+
+        rewrite_central_directory(wheel, edit)
+        return wheel
+
+    return make
+
+
+def _corrupt(method: int, at: int) -> Maker:
+    def make(d: Path) -> Path:
+        wheel = make_wheel(d, "pkg", "1.0", MODULE, compression=method)
+        corrupt_member(wheel, "pkg/m.py", at=at)
+        return wheel
+
+    return make
+
+
+WHEELS: dict[str, tuple[Maker, type[WheelhouseError], tuple[str, ...]]] = {
+    "record-bare-cr": (
+        lambda d: make_wheel(d, "pkg", "1.0", record=_record_with('pkg/x\r"y,sha256=a,1\n')),
+        RecordError,
+        ("pkg-1.0.dist-info/RECORD line", "not valid CSV", "rebuild"),
+    ),
+    "record-oversized-field": (
+        lambda d: make_wheel(d, "pkg", "1.0", record=_record_with(f"pkg/{'x' * 200_000},,\n")),
+        RecordError,
+        ("pkg-1.0.dist-info/RECORD line 2", "field limit", "rebuild"),
+    ),
+    "zip64-size-near-2**64-deflate": (
+        _huge(zipfile.ZIP_DEFLATED),
+        InstallError,
+        ("'pkg/m.py'", f"declares {NEAR_2_64} bytes", "fetch it again"),
+    ),
+    "zip64-size-near-2**64-bzip2": (
+        _huge(zipfile.ZIP_BZIP2),
+        InstallError,
+        ("'pkg/m.py'", f"declares {NEAR_2_64} bytes", "decompression bomb"),
+    ),
+    "zip64-size-near-2**64-stored": (
+        _huge(zipfile.ZIP_STORED),
+        InstallError,
+        ("'pkg/m.py'", "stored uncompressed", "fetch it again"),
+    ),
+    "lzma-corrupt": (
+        _corrupt(zipfile.ZIP_LZMA, 4),  # the LZMA properties: the stream itself is invalid
+        InstallError,
+        ("'pkg/m.py'", "cannot be decompressed", "LZMAError", "fetch it again"),
+    ),
+    "lzma-crc": (
+        _corrupt(zipfile.ZIP_LZMA, 10),
+        InstallError,
+        ("'pkg/m.py'", "cannot be decompressed", "fetch it again"),
+    ),
+    "bz2-corrupt": (
+        _corrupt(zipfile.ZIP_BZIP2, 0),
+        InstallError,
+        ("'pkg/m.py'", "cannot be decompressed", "Invalid data stream"),
+    ),
+    "dist-info-name-not-the-wheel's": (
+        lambda d: make_wheel(
+            d, "other", "1.0", filename="pkg-1.0-py3-none-any.whl", metadata={"Name": "pkg"}
+        ),
+        InstallError,
+        ("'other-1.0.dist-info'", "pkg 1.0", "'pkg-1.0.dist-info'", "rebuild"),
+    ),
+    "dist-info-version-not-the-wheel's": (
+        lambda d: make_wheel(
+            d, "pkg", "2.0", filename="pkg-1.0-py3-none-any.whl", metadata={"Version": "1.0"}
+        ),
+        InstallError,
+        ("'pkg-2.0.dist-info'", "pkg 1.0"),
+    ),
+}
+
+
+def _prefix(tmp_path: Path) -> Path:
+    return tmp_path / "out" / "env"
+
+
+def _install(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, wheels: list[Path], *extra: str | Path
+) -> tuple[Outcome, Path]:
+    lock, wheelhouse = wheelhouse_for(tmp_path, wheels)
+    prefix = _prefix(tmp_path)
+    outcome = run_cli(
+        capsys, "install", lock, "--wheelhouse", wheelhouse, "--prefix", prefix, *extra
+    )
+    return outcome, prefix
+
+
+@pytest.mark.parametrize("case", sorted(WHEELS))
+def test_bad_wheel(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    make, error, needles = WHEELS[case]
+    wheel = make(tmp_path / "wh")
+    outcome, prefix = _install(capsys, tmp_path, [wheel])
+    assert_error(outcome, error, wheel.name, *needles)
+    assert_absent(prefix)
+    assert not prefix.parent.exists() or os.listdir(prefix.parent) == []
+
+
+def test_dist_info_is_compared_normalized(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``Foo_Bar-1.0.0.dist-info`` is the lock's ``foo-bar 1.0`` (names normalized, versions
+    compared as PEP 440), as old and new wheel builders spell it."""
+    wheel = make_wheel(tmp_path / "wh", "Foo.Bar", "1.0.0", filename="foo_bar-1.0-py3-none-any.whl")
+    outcome, prefix = _install(capsys, tmp_path, [wheel])
+    assert_ok(outcome)
+    site = next(prefix.glob("lib/python*/site-packages"))
+    assert (site / "Foo_Bar-1.0.0.dist-info" / "METADATA").is_file()
+
+
+def test_built_wheel_with_another_dist_info_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--built`` wheels never met pip: the directory importlib.metadata reads is checked too."""
+    sdist = tmp_path / "wh" / "pkg-1.0.tar.gz"
+    sdist.parent.mkdir()
+    sdist.write_bytes(b"not read: the built wheel replaces it")
+    lock = write_lock(tmp_path / "pylock.toml", lock_data([artifact_for(sdist)]))
+    built = make_wheel(
+        tmp_path / "built", "impostor", "1.0", filename="pkg-1.0-cp311-cp311-linux_x86_64.whl",
+        metadata={"Name": "pkg"},
+    )  # fmt: skip
+    prefix = _prefix(tmp_path)
+    outcome = run_cli(
+        capsys, "install", lock, "--wheelhouse", sdist.parent, "--prefix", prefix,
+        "--built", built.parent,
+    )  # fmt: skip
+    assert_error(outcome, InstallError, built.name, "'impostor-1.0.dist-info'", "pkg 1.0")
+    assert_absent(prefix)
+
+
+def test_unparsable_entry_points_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheel = make_wheel(
+        tmp_path / "wh", "pkg", "1.0",
+        {"pkg/__init__.py": "", "pkg-1.0.dist-info/entry_points.txt": "[console_scripts]\nbad\n"},
+    )  # fmt: skip
+    outcome, prefix = _install(capsys, tmp_path, [wheel])
+    assert_error(outcome, InstallError, wheel.name, "entry_points.txt", "line 2", "rebuild")
+    assert_absent(prefix)
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+BOMB_SIZE = 512 << 20
+MEMORY_LIMIT = 256 << 20
+"""Enough for wheelhouse and its workers (they need well under 200 MiB), not for the bomb."""
+
+
+def _bomb(directory: Path) -> Path:
+    """A valid wheel with a 512 MiB member of zeros (deflated to 0.5 MB), with an honest RECORD:
+    only memory stops it. Written as a stream, so the test does not hold it in memory."""
+    chunk = bytes(1 << 20)
+    digest = hashlib.sha256()
+    for _ in range(BOMB_SIZE >> 20):
+        digest.update(chunk)
+    bomb_hash = base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+    small = {
+        "pkg/__init__.py": b"",
+        "pkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n\n",
+        "pkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n",
+    }
+    record = "".join(f"{name},{record_hash(data)},{len(data)}\n" for name, data in small.items())
+    record += f"pkg/zeros.bin,sha256={bomb_hash},{BOMB_SIZE}\npkg-1.0.dist-info/RECORD,,\n"
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, data in small.items():
+            zf.writestr(name, data)
+        with zf.open("pkg/zeros.bin", "w") as out:
+            for _ in range(BOMB_SIZE >> 20):
+                out.write(chunk)
+        zf.writestr("pkg-1.0.dist-info/RECORD", record)
+    return wheel
+
+
+def _limit_memory() -> None:  # runs in the child, before exec
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def test_decompression_bomb_under_a_memory_limit(tmp_path: Path) -> None:
+    """MemoryError in the worker becomes one line naming the member, in a real process under
+    RLIMIT_AS (as ``ulimit -v`` or a container limit would set it)."""
+    wheel = _bomb(tmp_path / "wh")
+    assert wheel.stat().st_size < BOMB_SIZE // 100
+    lock = write_lock(tmp_path / "pylock.toml", lock_data([artifact_for(wheel)]))
+    prefix = _prefix(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "wheelhouse", "install", str(lock), "--wheelhouse",
+         str(wheel.parent), "--prefix", str(prefix), "-j", "1"],
+        capture_output=True, text=True, env=env, preexec_fn=_limit_memory, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert_error_line(
+        proc.returncode, proc.stderr, 1, wheel.name, "'pkg/zeros.bin'", str(BOMB_SIZE), "memory"
+    )
+    assert_absent(prefix)
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def _argv_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(argv))
+    err = capsys.readouterr().err
+    code = info.value.code
+    assert isinstance(code, int)
+    return assert_error_line(code, err, UsageError.exit_code, *(argv[:1]))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fetch", "pylock.toml", "-d", "wh"],
+        ["install", "pylock.toml", "-w", "wh", "--prefix", "env"],
+        ["build-sdists", "pylock.toml", "-w", "wh", "-o", "out"],
+        ["lock", "requests"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_jobs_must_be_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], value: str
+) -> None:
+    os.chdir(tmp_path)
+    message = _argv_error(capsys, *argv, "-j", value)
+    assert "--jobs/-j" in message and repr(value) in message and "--help" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bad_command_line_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's usage block and ``prog: error:`` become our one line."""
+    message = _argv_error(capsys, "install", "pylock.toml")
+    assert "--wheelhouse" in message and "--prefix" in message
+
+
+# --- the prefix --------------------------------------------------------------------------------
+
+
+def test_prefix_below_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("mine\n")
+    for prefix in (blocker / "env", blocker / "a" / "b" / "env"):
+        lock, wheelhouse = wheelhouse_for(tmp_path, [])
+        outcome = run_cli(capsys, "install", lock, "--wheelhouse", wheelhouse, "--prefix", prefix)
+        assert_error(outcome, InstallError, str(prefix), f"{blocker} is not a directory")
+    assert blocker.read_text() == "mine\n"
+
+
+@contextlib.contextmanager
+def _unwritable(directory: Path) -> Iterator[None]:
+    """``directory`` made unwritable for this user, root included (chattr +i: even root gets
+    EPERM), undone afterwards."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("running as root without chattr: no way to make a directory unwritable")
+    made = subprocess.run([chattr, "+i", str(directory)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"running as root on a filesystem without chattr +i: {made.stderr!r}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(directory)], check=True)
+
+
+def test_prefix_in_an_unwritable_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock, wheelhouse = wheelhouse_for(tmp_path, [])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with _unwritable(locked):
+        for prefix in (locked / "env", locked / "deeper" / "env"):
+            outcome = run_cli(
+                capsys, "install", lock, "--wheelhouse", wheelhouse, "--prefix", prefix
+            )
+            assert_error(outcome, InstallError, str(prefix), "choose a --prefix")
+        assert os.listdir(locked) == []
+
+
+def test_prefix_on_a_filesystem_that_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/proc accepts no new directory, whoever asks: the failure comes from mkdtemp itself."""
+    lock, wheelhouse = wheelhouse_for(tmp_path, [])
+    prefix = Path("/proc/wheelhouse-test-env")
+    outcome = run_cli(capsys, "install", lock, "--wheelhouse", wheelhouse, "--prefix", prefix)
+    assert_error(outcome, InstallError, str(prefix), "choose a --prefix")
+
+
+def test_replace_does_not_remove_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock, wheelhouse = wheelhouse_for(tmp_path, [])
+    for prefix in (tmp_path / "file", tmp_path / "link"):
+        (tmp_path / "file").write_text("mine\n")
+        if prefix.name == "link":
+            (tmp_path / "target").mkdir()
+            prefix.symlink_to("target")
+        outcome = run_cli(
+            capsys, "install", lock, "--wheelhouse", wheelhouse, "--prefix", prefix, "--replace"
+        )
+        assert_error(outcome, InstallError, str(prefix), "not a directory", "remove it yourself")
+    assert (tmp_path / "file").read_text() == "mine\n"
+    assert os.readlink(tmp_path / "link") == "target" and os.listdir(tmp_path / "target") == []
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+# --- the target interpreter --------------------------------------------------------------------
+
+
+def _script(tmp_path: Path, name: str, text: str, mode: int = 0o755) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+PYTHONS: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
+    "/bin/true": (lambda _: "/bin/true", ("exited with status 0 without an answer",)),
+    "/bin/false": (lambda _: "/bin/false", ("exited with status 1",)),
+    "prints garbage": (
+        lambda t: str(_script(t, "garbage", "#!/bin/sh\necho 'error: forged'\necho oops >&2\n")),
+        ("answered 'error: forged'",),
+    ),
+    "echoes its input": (
+        lambda t: str(_script(t, "echo", "#!/bin/sh\nexec cat\n")),
+        ("(expected 'hello')",),
+    ),
+    "says something else in JSON": (
+        lambda t: str(_script(t, "json", "#!/bin/sh\necho '{\"hello\": 42}'\n")),
+        ("introduced itself as",),
+    ),
+    "sends an unknown error kind": (
+        lambda t: str(_script(t, "kind", '#!/bin/sh\necho \'{"error": {"kind": "Boom"}}\'\n')),
+        ("answered",),
+    ),
+    "not executable": (
+        lambda t: str(_script(t, "plain", "print('hi')\n", 0o644)),
+        ("does not exist or is not executable",),
+    ),
+    "a directory": (lambda t: str(t), ("does not exist or is not executable",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PYTHONS))
+def test_python_that_is_not_python(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    make, needles = PYTHONS[case]
+    python = make(tmp_path)
+    wheel = make_wheel(tmp_path / "wh", "pkg", "1.0")
+    outcome, prefix = _install(capsys, tmp_path, [wheel], "--python", python)
+    message = assert_error(outcome, InstallError, python, *needles)
+    assert "--python" in message or "pass the path" in message
+    assert_absent(prefix)
+
+
+# --- names holding control characters ----------------------------------------------------------
+
+FORGED = "pkg/x\nerror: forged\r\x1b[2K\x1b[31m.py"
+
+
+def test_a_warning_cannot_forge_a_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A member name holding a newline, a CR and ANSI escapes appears in the "not valid Python"
+    warning: it is printed escaped, on the warning's own line."""
+    wheel = make_wheel(tmp_path / "wh", "pkg", "1.0", {"pkg/__init__.py": "", FORGED: "(\n"})
+    outcome, prefix = _install(capsys, tmp_path, [wheel])
+    assert_ok(outcome)
+    assert outcome.err.count("\n") == 1 and outcome.err.startswith("warning: "), outcome.err
+    assert "\x1b" not in outcome.err and "\r" not in outcome.err
+    assert "x\\nerror: forged\\r\\x1b[2K" in outcome.err
+    assert (next(prefix.glob("lib/python*/site-packages")) / FORGED).is_file()
+
+
+def test_an_error_cannot_forge_a_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Conflict messages name the destination path as it is: cli escapes it when printing."""
+    wheels = [
+        make_wheel(tmp_path / "wh", "aaa", "1.0", {FORGED: "X = 1\n"}),
+        make_wheel(tmp_path / "wh", "bbb", "1.0", {FORGED: "X = 2\n"}),
+    ]
+    outcome, prefix = _install(capsys, tmp_path, wheels)
+    message = assert_error(outcome, ConflictError, "aaa-1.0", "bbb-1.0")
+    assert "x\\nerror: forged\\r\\x1b[2K\\x1b[31m.py" in message
+    assert_absent(prefix)
+
+
+def test_escape() -> None:
+    assert escape("a\nb\rc\td\x1b[0m\x00\x7f\x9b\u2028\u202e") == (
+        "a\\nb\\rc\\td\\x1b[0m\\x00\\x7f\\x9b\\u2028\\u202e"
+    )
+    plain = "ünïcødé names, 'quotes' and back\\slashes stay"
+    assert escape(plain) == plain
+
+
+def test_quoted_backend_output_keeps_its_lines_but_nothing_else() -> None:
+    message = "building pkg: failed; the backend's last 2 lines of output:\n  | one\n  | two\x1b[1m"
+    assert cli.printable(message) == message.replace("\x1b", "\\x1b")
+    assert cli.printable("x\nerror: forged") == "x\\nerror: forged"
+
+
+# --- other inputs that used to crash -----------------------------------------------------------
+
+
+def test_lock_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = run_cli(capsys, "install", tmp_path, "-w", tmp_path, "--prefix", tmp_path / "env")
+    assert_error(outcome, LockError, str(tmp_path), "cannot read it", "give the path")
+    assert_absent(tmp_path / "env")
+
+
+def test_overrides_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock, wheelhouse = wheelhouse_for(tmp_path, [])
+    outcome = run_cli(
+        capsys, "build-sdists", lock, "-w", wheelhouse, "-o", tmp_path / "out",
+        "--overrides", tmp_path,
+    )  # fmt: skip
+    assert_error(outcome, UsageError, str(tmp_path), "cannot read it", "give a JSON file")
+    assert_absent(tmp_path / "out")
+
+
+def test_build_output_below_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock, wheelhouse = wheelhouse_for(tmp_path, [])
+    blocker = tmp_path / "file"
+    blocker.write_text("mine\n")
+    outcome = run_cli(capsys, "build-sdists", lock, "-w", wheelhouse, "-o", blocker / "out")
+    assert_error(outcome, UsageError, str(blocker), "choose another --output")
+    assert blocker.read_text() == "mine\n"
+
+
+def test_nar_hash_of_a_name_too_long(capsys: pytest.CaptureFixture[str]) -> None:
+    """``Path.exists`` raises for ENAMETOOLONG (it only swallows "no such file")."""
+    outcome = run_cli(capsys, "nar-hash", "x" * 300)
+    assert_error(outcome, UsageError, "x" * 300, "no such file")
+
+
+def test_nar_hash_error_names_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "a\nerror: forged"
+    os.mkfifo(fifo)
+    outcome = run_cli(capsys, "nar-hash", tmp_path)
+    assert_error(outcome, NarError, "fifo", "forged")
