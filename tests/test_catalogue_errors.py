@@ -20,15 +20,18 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from contract import (
+    A_WHEEL,
     ROOT,
     Outcome,
     assert_absent,
     assert_error,
     assert_error_line,
     assert_ok,
+    good_lock,
     lock_data,
     run_cli,
     write_lock,
@@ -49,6 +52,7 @@ from wheelhouse.errors import (
     LockError,
     NarError,
     RecordError,
+    UnsafePathError,
     UsageError,
     WheelhouseError,
     escape,
@@ -449,16 +453,25 @@ def test_python_that_is_not_python(
 FORGED = "pkg/x\nerror: forged\r\x1b[2K\x1b[31m.py"
 
 
+def _one_clean_line(err: str, kind: str) -> None:
+    """``err`` is one ``kind:`` line in which the forged name shows, with nothing raw in it."""
+    assert err.count("\n") == 1 and err.startswith(f"{kind}: "), err
+    assert "\x1b" not in err and "\r" not in err, err
+    assert "forged" in err, err
+
+
 def test_a_warning_cannot_forge_a_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A member name holding a newline, a CR and ANSI escapes appears in the "not valid Python"
-    warning: it is printed escaped, on the warning's own line."""
+    """A member name holding a newline, a CR and ANSI escapes, in a module that is not valid
+    Python: the warning naming it (or the refusal of such a name) stays on its own line."""
     wheel = make_wheel(tmp_path / "wh", "pkg", "1.0", {"pkg/__init__.py": "", FORGED: "(\n"})
     outcome, prefix = _install(capsys, tmp_path, [wheel])
-    assert_ok(outcome)
-    assert outcome.err.count("\n") == 1 and outcome.err.startswith("warning: "), outcome.err
-    assert "\x1b" not in outcome.err and "\r" not in outcome.err
-    assert "x\\nerror: forged\\r\\x1b[2K" in outcome.err
-    assert (next(prefix.glob("lib/python*/site-packages")) / FORGED).is_file()
+    if outcome.rc == 0:
+        _one_clean_line(outcome.err, "warning")
+        assert (next(prefix.glob("lib/python*/site-packages")) / FORGED).is_file()
+    else:  # wheels whose names hold control characters may be refused outright
+        assert_error(outcome, UnsafePathError, wheel.name)
+        _one_clean_line(outcome.err, "error")
+        assert_absent(prefix)
 
 
 def test_an_error_cannot_forge_a_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -468,8 +481,9 @@ def test_an_error_cannot_forge_a_line(tmp_path: Path, capsys: pytest.CaptureFixt
         make_wheel(tmp_path / "wh", "bbb", "1.0", {FORGED: "X = 2\n"}),
     ]
     outcome, prefix = _install(capsys, tmp_path, wheels)
-    message = assert_error(outcome, ConflictError, "aaa-1.0", "bbb-1.0")
-    assert "x\\nerror: forged\\r\\x1b[2K\\x1b[31m.py" in message
+    assert outcome.error in (ConflictError, UnsafePathError), outcome.err
+    assert_error_line(outcome.rc, outcome.err, 1, "-1.0-py3-none-any.whl")
+    _one_clean_line(outcome.err, "error")
     assert_absent(prefix)
 
 
@@ -528,3 +542,39 @@ def test_nar_hash_error_names_are_escaped(
     os.mkfifo(fifo)
     outcome = run_cli(capsys, "nar-hash", tmp_path)
     assert_error(outcome, NarError, "fifo", "forged")
+
+
+def _wheel_entry(data: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = data["packages"][0]["wheels"][0]
+    return entry
+
+
+LOCKS: dict[str, tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]] = {
+    "url-bad-ipv6": (
+        lambda d: _wheel_entry(d).update(url="https://[::1/files/a.whl"),
+        ("'https://[::1/files/a.whl' is not valid", "Invalid IPv6 URL"),
+    ),
+    "url-bad-port": (
+        lambda d: _wheel_entry(d).update(url="https://example.org:99999/a.whl"),
+        ("is not valid", "Port out of range"),
+    ),
+    "negative-size": (lambda d: _wheel_entry(d).update(size=-5), ("size -5 is negative",)),
+}
+
+
+@pytest.mark.parametrize("command", ["fetch", "install"])
+@pytest.mark.parametrize("case", sorted(LOCKS))
+def test_bad_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, command: str
+) -> None:
+    edit, needles = LOCKS[case]
+    data = good_lock()
+    edit(data)
+    lock = write_lock(tmp_path / "pylock.toml", data)
+    dest = tmp_path / "out" / "dest"
+    if command == "fetch":
+        outcome = run_cli(capsys, "fetch", lock, "-d", dest)
+    else:
+        outcome = run_cli(capsys, "install", lock, "-w", tmp_path, "--prefix", dest)
+    assert_error(outcome, LockError, str(lock), A_WHEEL, *needles)
+    assert_absent(dest)
