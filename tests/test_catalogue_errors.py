@@ -36,6 +36,7 @@ from contract import (
     run_cli,
     write_lock,
 )
+from sdistmaker import make_sdist
 from test_catalogue_install import setup as wheelhouse_for
 from wheelmaker import (
     artifact_for,
@@ -45,8 +46,9 @@ from wheelmaker import (
     rewrite_central_directory,
 )
 
-from wheelhouse import cli
+from wheelhouse import cli, sdist
 from wheelhouse.errors import (
+    BuildError,
     ConflictError,
     InstallError,
     LockError,
@@ -578,3 +580,44 @@ def test_bad_lock(
         outcome = run_cli(capsys, "install", lock, "-w", tmp_path, "--prefix", dest)
     assert_error(outcome, LockError, str(lock), A_WHEEL, *needles)
     assert_absent(dest)
+
+
+# --- sdists the fuzz test found -----------------------------------------------------------------
+
+
+def _sdist_with(tmp_path: Path, edit: Callable[[zipfile.ZipInfo], None]) -> Path:
+    path = make_sdist(tmp_path, "pkg", "1.0", fmt="zip")
+    rewrite_central_directory(path, edit)
+    return path
+
+
+def test_sdist_member_with_an_empty_name(tmp_path: Path) -> None:
+    """zipfile's ``is_dir()`` raises IndexError for an empty name: what lock reads first."""
+
+    def edit(info: zipfile.ZipInfo) -> None:
+        if info.filename.endswith("__init__.py"):
+            info.filename = ""
+
+    path = _sdist_with(tmp_path, edit)
+    with contextlib.suppress(BuildError, UnsafePathError):
+        sdist.inspect(path)
+        sdist.read_build_system(path)
+
+
+@pytest.mark.parametrize(
+    ("flag", "needle"), [(0x1, "encrypted"), (0x20, "compressed patched data")]
+)
+def test_sdist_member_zipfile_cannot_read(tmp_path: Path, flag: int, needle: str) -> None:
+    """An encrypted or "patched data" member: zipfile raises RuntimeError/NotImplementedError
+    while extracting (build-sdists); one BuildError naming the sdist instead."""
+
+    def edit(info: zipfile.ZipInfo) -> None:
+        if info.filename.endswith("__init__.py"):
+            info.flag_bits |= flag
+
+    path = _sdist_with(tmp_path, edit)
+    with pytest.raises(BuildError) as info:
+        sdist.extract(path, tmp_path / "src")
+    message = cli.printable(info.value.message)
+    assert path.name in message and needle in message and "\n" not in message
+    assert "fetch it again" in message
