@@ -621,3 +621,22 @@ def test_sdist_member_zipfile_cannot_read(tmp_path: Path, flag: int, needle: str
     message = cli.printable(info.value.message)
     assert path.name in message and needle in message and "\n" not in message
     assert "fetch it again" in message
+
+
+def test_wheelhouse_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lock, _wheelhouse = wheelhouse_for(tmp_path, [])
+    prefix = _prefix(tmp_path)
+    outcome = run_cli(capsys, "install", lock, "-w", tmp_path / ("x" * 300), "--prefix", prefix)
+    assert_error(outcome, InstallError, "fine-1.0-py3-none-any.whl", "not in the wheelhouse")
+    assert_absent(prefix)
+
+
+def test_extra_site_packages_with_a_line_break(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One path per line in the .pth: a line break would make two entries (or an import line)."""
+    extra = tmp_path / "a\nimport os" / "site-packages"
+    extra.mkdir(parents=True)
+    outcome, prefix = _install(capsys, tmp_path, [], "--extra-site-packages", extra)
+    assert_error(outcome, InstallError, "line break", "a\\nimport os")
+    assert_absent(prefix)

@@ -423,7 +423,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _require_file(art: Artifact, path: Path) -> None:
     """Fail early and by name; the bytes are checked against the lock while installing."""
-    if not path.is_file():
+    if not os.path.isfile(path):  # (Path.is_file raises for a name too long)
         raise InstallError(
             f"{art.filename} ({art.package} {art.version}) is not in the wheelhouse "
             f"{path.parent}; run `wheelhouse fetch` first"
