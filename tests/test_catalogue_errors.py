@@ -640,3 +640,53 @@ def test_extra_site_packages_with_a_line_break(
     outcome, prefix = _install(capsys, tmp_path, [], "--extra-site-packages", extra)
     assert_error(outcome, InstallError, "line break", "a\\nimport os")
     assert_absent(prefix)
+
+
+# --- lock inputs ---------------------------------------------------------------------------------
+
+PROJECTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "dependencies-not-an-array": (
+        '[project]\nname = "p"\ndependencies = 5\n',
+        (),
+        ("[project] dependencies must be an array of strings, got 5",),
+    ),
+    "optional-dependencies-not-an-array": (
+        '[project]\nname = "p"\n[project.optional-dependencies]\nx = "a"\n',
+        ("--extra", "x"),
+        ("optional dependencies 'x' must be an array",),
+    ),
+    "project-not-a-table": ("project = 5\n", (), ("[project] must be a table",)),
+    "group-not-an-array": (
+        '[project]\nname = "p"\n[dependency-groups]\ng = 5\n',
+        ("--group", "g"),
+        ("dependency group 'g' must be an array, got 5",),
+    ),
+    "groups-not-a-table": ("dependency-groups = 5\n", ("--group", "g"), ("must be a table",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PROJECTS))
+def test_bad_project_table(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    text, args, needles = PROJECTS[case]
+    (tmp_path / "pyproject.toml").write_text(text)
+    output = tmp_path / "pylock.toml"
+    outcome = run_cli(capsys, "lock", "--project", tmp_path, *args, "-o", output)
+    assert_error(outcome, UsageError, str(tmp_path / "pyproject.toml"), *needles)
+    assert_absent(output)
+
+
+@pytest.mark.parametrize(
+    ("option", "url", "needle"),
+    [
+        ("--index-url", "https://[::1/simple", "Invalid IPv6 URL"),
+        ("--extra-index-url", "https://example.org:99999/simple", "Port out of range"),
+        ("--find-links", "https://[example.org/links", "Invalid IPv6 URL"),
+    ],
+)
+def test_unparsable_index_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, url: str, needle: str
+) -> None:
+    output = tmp_path / "pylock.toml"
+    outcome = run_cli(capsys, "lock", "pkg", option, url, "-o", output)
+    assert_error(outcome, UsageError, repr(url), needle, "fix the URL")
+    assert_absent(output)
