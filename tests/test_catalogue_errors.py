@@ -690,3 +690,19 @@ def test_unparsable_index_url(
     outcome = run_cli(capsys, "lock", "pkg", option, url, "-o", output)
     assert_error(outcome, UsageError, repr(url), needle, "fix the URL")
     assert_absent(output)
+
+
+def test_out_of_memory_in_wheelhouse_itself(tmp_path: Path) -> None:
+    """A MemoryError outside the install workers (here: reading a 1 GiB lock file, sparse, under
+    a 256 MiB RLIMIT_AS) is one line too, not a traceback."""
+    lock = tmp_path / "pylock.toml"
+    with lock.open("wb") as f:
+        f.truncate(1 << 30)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "wheelhouse", "fetch", str(lock), "-d", str(tmp_path / "wh")],
+        capture_output=True, text=True, env=env, preexec_fn=_limit_memory, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert_error_line(proc.returncode, proc.stderr, 1, "wheelhouse fetch", "out of memory")
+    assert_absent(tmp_path / "wh")
