@@ -74,20 +74,25 @@ def _record_with(line: str) -> str:
     )
 
 
-def _huge(method: int) -> Maker:
-    """A member whose central directory (zip64 extra field) declares a size near 2**64."""
+def _edited(method: int, change: Callable[[zipfile.ZipInfo], None]) -> Maker:
+    """``pkg/m.py``'s central directory record changed by ``change``."""
 
     def make(d: Path) -> Path:
         wheel = make_wheel(d, "pkg", "1.0", MODULE, compression=method)
 
         def edit(info: zipfile.ZipInfo) -> None:
             if info.filename == "pkg/m.py":
-                info.file_size = NEAR_2_64
+                change(info)
 
         rewrite_central_directory(wheel, edit)
         return wheel
 
     return make
+
+
+def _huge(method: int) -> Maker:
+    """A member whose central directory (zip64 extra field) declares a size near 2**64."""
+    return _edited(method, lambda info: setattr(info, "file_size", NEAR_2_64))
 
 
 def _corrupt(method: int, at: int) -> Maker:
@@ -124,6 +129,11 @@ WHEELS: dict[str, tuple[Maker, type[WheelhouseError], tuple[str, ...]]] = {
         _huge(zipfile.ZIP_STORED),
         InstallError,
         ("'pkg/m.py'", "stored uncompressed", "fetch it again"),
+    ),
+    "encrypted-member": (
+        _edited(zipfile.ZIP_STORED, lambda info: setattr(info, "flag_bits", info.flag_bits | 1)),
+        InstallError,
+        ("'pkg/m.py'", "is encrypted", "fetch it again"),
     ),
     "lzma-corrupt": (
         _corrupt(zipfile.ZIP_LZMA, 4),  # the LZMA properties: the stream itself is invalid

@@ -200,7 +200,7 @@ def read_central_directory(data: bytes, wheel: str) -> list[Entry]:
                     data[pos + 46 + nlen : pos + 46 + nlen + xlen], size, csize, offset, wheel
                 )
             name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
-            _check_sizes(wheel, name, method, csize, size, len(data))
+            _check_sizes(wheel, name, method, flags, csize, size, len(data))
             entries.append(
                 Entry(name, raw_name, offset + shift, csize, size, crc, method, flags, eattr >> 16)
             )
@@ -216,12 +216,14 @@ _MAX_MEMBER = 1 << 40
 """No wheel member is a terabyte: a bigger declared size is a bomb or a broken header."""
 
 
-def _check_sizes(wheel: str, name: str, method: int, csize: int, size: int, total: int) -> None:
+def _check_sizes(
+    wheel: str, name: str, method: int, flags: int, csize: int, size: int, total: int
+) -> None:
     """Refuse declared sizes no real member has, before anything is decompressed: a size near
     2**64 would overflow, a huge one would exhaust memory."""
     if csize > total:
         why = f"declares {csize} compressed bytes, more than the whole file ({total})"
-    elif method == _STORED and size != csize:
+    elif method == _STORED and size != csize and not flags & 1:  # encrypted: 12 bytes more
         why = f"is stored uncompressed but declares {size} bytes in {csize}"
     elif method == _DEFLATED and size > csize * _DEFLATE_RATIO + 1024:
         why = f"declares {size} bytes, more than deflate can make of {csize}"
