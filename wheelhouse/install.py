@@ -201,7 +201,7 @@ class _Worker:
 
     def not_python(self, what: str) -> InstallError:
         """The target interpreter did not run our worker: a program that is not Python, a
-        Python too old, or one that crashed (killed for memory...)."""
+        Python too old to read the worker, or one that failed before answering."""
         return InstallError(
             f"the target interpreter {self.python} {what}: it did not run wheelhouse's install "
             "worker; is it a working Python >= 3.8? pass the path of the Python the "
