@@ -1,5 +1,6 @@
 """Fuzzing the archive readers: mutated wheels through ``wheelhouse install``, mutated sdists
-through what ``wheelhouse lock`` and ``build-sdists`` call on them.
+through what ``wheelhouse lock`` and ``build-sdists`` call on them, mutated locks through
+``install``.
 
 Every mutated archive must end in success, or in exactly one ``error: ...`` line and a non-zero
 exit code: never a traceback, never a raw control character on the terminal, and nothing left
@@ -446,3 +447,56 @@ def test_mutated_sdists_are_read_or_refused_in_one_line(
                 real = os.path.realpath(os.path.join(root, name))
                 assert real == inside or real.startswith(inside + os.sep), real
         shutil.rmtree(Path(tmp, "work"))
+
+
+# --- locks ---------------------------------------------------------------------------------------
+
+VALUES = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.text(max_size=30),
+    st.sampled_from(["", "1.0", "../x", "/etc/passwd", "https://[::1", "sha256-x", "\n", "a b"]),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.text(max_size=10), max_size=3),
+    st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3),
+)
+
+
+def _paths(node: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Every key path in a lock document, tables and arrays included."""
+    children = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in children:
+        yield (*at, key)
+        if isinstance(value, (dict, list)):
+            yield from _paths(value, (*at, key))
+
+
+@given(data=st.data())
+@settings(FUZZ, max_examples=150)
+def test_mutated_locks_are_read_or_refused_in_one_line(data: st.DataObject) -> None:
+    """Any value of any type at any key of a valid lock (or the key removed): ``install`` reads
+    it or refuses it in one line, before touching anything."""
+    import tomli_w
+    from contract import good_lock
+
+    lock = good_lock()
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(list(_paths(lock))))
+        parent = lock
+        for key in path[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(VALUES)
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-fuzz-") as tmp:
+        lock_file = Path(tmp, "pylock.toml")
+        lock_file.write_text(tomli_w.dumps(lock))
+        out = Path(tmp, "out")
+        out.mkdir()
+        stderr = io.StringIO()
+        argv = ["install", str(lock_file), "-w", tmp, "--prefix", str(out / "env")]
+        with contextlib.redirect_stderr(stderr):
+            rc = cli.main(argv)
+        _check_output(rc, stderr.getvalue())
+        _check_destination(rc, out, out / "env")
