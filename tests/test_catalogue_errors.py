@@ -225,6 +225,23 @@ def test_built_wheel_with_another_dist_info_is_refused(
     assert_absent(prefix)
 
 
+def test_built_wheel_that_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sdist_file = tmp_path / "wh" / "pkg-1.0.tar.gz"
+    sdist_file.parent.mkdir()
+    sdist_file.write_bytes(b"not read")
+    lock = write_lock(tmp_path / "pylock.toml", lock_data([artifact_for(sdist_file)]))
+    (tmp_path / "built" / "pkg-1.0-py3-none-any.whl").mkdir(parents=True)
+    prefix = _prefix(tmp_path)
+    outcome = run_cli(
+        capsys, "install", lock, "--wheelhouse", sdist_file.parent, "--prefix", prefix,
+        "--built", tmp_path / "built",
+    )  # fmt: skip
+    assert_error(outcome, InstallError, sdist_file.name, "has no wheel of it", "build-sdists")
+    assert_absent(prefix)
+
+
 def test_unparsable_entry_points_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -862,7 +862,7 @@ def wheels_for_sdists(artifacts: Sequence[Artifact], built: Path) -> list[tuple[
     """
     out: list[tuple[Artifact, Path]] = []
     try:
-        names = sorted(p.name for p in built.iterdir() if p.name.endswith(".whl"))
+        names = sorted(p.name for p in built.iterdir() if p.name.endswith(".whl") and p.is_file())
     except OSError as exc:
         raise InstallError(
             f"--built {built}: cannot list it ({exc.strerror or exc}); run "
@@ -891,15 +891,22 @@ def wheels_for_sdists(artifacts: Sequence[Artifact], built: Path) -> list[tuple[
                 "and target"
             )
         path = built / found[0]
+        try:
+            sha256, size = _sha256(path), path.stat().st_size
+        except OSError as exc:
+            raise InstallError(
+                f"--built {built}: cannot read {found[0]} ({exc.strerror}); run "
+                "`wheelhouse build-sdists` again"
+            ) from None
         out.append(
             (
                 Artifact(
                     filename=found[0],
                     package=art.package,
                     version=art.version,
-                    sha256=_sha256(path),
+                    sha256=sha256,
                     kind="wheel",
-                    size=path.stat().st_size,
+                    size=size,
                 ),
                 path,
             )
