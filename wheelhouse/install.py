@@ -34,6 +34,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -181,9 +182,10 @@ class _Worker:
             said = f" (its last words: {_clip(lines[-1])!r})" if lines else ""
             if self.proc.returncode < 0:
                 raise InstallError(
-                    f"the install worker run by {self.python} was killed by signal "
-                    f"{-self.proc.returncode}{said}; if memory ran out, free memory and run "
-                    "install again"
+                    f"the install worker run by {self.python} was killed by "
+                    f"{_signal_name(-self.proc.returncode)}{said}; if memory ran out, free "
+                    "memory and run install again; if the interpreter crashed (SIGSEGV) "
+                    "compiling a module, try --no-compile"
                 )
             raise self.not_python(
                 f"exited with status {self.proc.returncode} without an answer{said}"
@@ -218,6 +220,13 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.stdout.close()
         self.stderr.close()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} (signal {number})"
+    except ValueError:
+        return f"signal {number}"
 
 
 def _clip(text: str, limit: int = 100) -> str:
