@@ -736,3 +736,18 @@ def test_out_of_memory_in_wheelhouse_itself(tmp_path: Path) -> None:
     )  # fmt: skip
     assert_error_line(proc.returncode, proc.stderr, 1, "wheelhouse fetch", "out of memory")
     assert_absent(tmp_path / "wh")
+
+
+def test_output_to_a_closed_pipe(tmp_path: Path) -> None:
+    """``wheelhouse nar-hash . | head -0``: no traceback, the shell's SIGPIPE exit status."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before we write: every write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wheelhouse", "nar-hash", str(tmp_path)],
+            stdout=write, stderr=subprocess.PIPE, text=True, check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.stderr == "" and proc.returncode == 141, proc.stderr

@@ -7,8 +7,10 @@ a traceback: the message is for the person at the terminal or reading a Nix buil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -632,3 +634,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whoever reads our output went away (`wheelhouse nar-hash . | head -0`): like any Unix
+        # tool, stop quietly; stdout goes to /dev/null so the exit-time flush cannot fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
