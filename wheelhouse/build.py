@@ -684,8 +684,7 @@ def build_sdists(
             f"an sdist (its sdists: {', '.join(sorted(known)) or 'none'}); drop those overrides"
         )
     order = _plan(envs, runtime_sdists)
-    output = Path(os.path.abspath(output))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = _output_parent(output)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
         built = _build_sdists(
@@ -694,6 +693,19 @@ def build_sdists(
         return _publish([built[f][1] for f in order], output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _output_parent(output: Path) -> Path:
+    """``output`` made absolute, with its parent directory created (or one error line)."""
+    output = Path(os.path.abspath(output))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--output {output}: cannot create {exc.filename or output.parent} "
+            f"({exc.strerror}); choose another --output"
+        ) from None
+    return output
 
 
 def _build_sdists(
@@ -766,14 +778,7 @@ def build_project(
         if dep.kind == "wheel":
             _verify(dep, wheelhouse)
     order = _plan(envs, [a.filename for a in env if a.kind == "sdist"])
-    output = Path(os.path.abspath(output))
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"--output {output}: cannot create {exc.filename or output.parent} "
-            f"({exc.strerror}); choose another --output"
-        ) from None
+    output = _output_parent(output)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
         built = _build_sdists(

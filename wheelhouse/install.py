@@ -653,11 +653,6 @@ EXTRA_SITE_PTH = "wheelhouse-extra-site-packages.pth"
 
 def _extra_site(path: Path, short: str) -> str:
     """The site-packages dir ``path`` stands for, for Python ``short`` (e.g. ``3.11``)."""
-    if "\n" in str(path) or "\r" in str(path):
-        raise InstallError(
-            f"extra site-packages {str(path)!r}: a .pth file lists one path per line, so it "
-            "cannot hold a line break; pass a path without one"
-        )
     if path.name == "site-packages" and path.is_dir():
         return os.path.abspath(path)
     site = path / "lib" / f"python{short}" / "site-packages"
