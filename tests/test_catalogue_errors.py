@@ -757,3 +757,28 @@ def test_output_to_a_closed_pipe(tmp_path: Path) -> None:
     finally:
         os.close(write)
     assert proc.stderr == "" and proc.returncode == 141, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["lock", "install"])
+@pytest.mark.parametrize("kind", ["a file", "pyproject.toml is a directory", "not UTF-8"])
+def test_unreadable_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, kind: str
+) -> None:
+    project = tmp_path / "proj"
+    if kind == "a file":
+        project.write_text("x\n")
+        needle = "no pyproject.toml"
+    elif kind == "pyproject.toml is a directory":
+        (project / "pyproject.toml").mkdir(parents=True)
+        needle = "cannot read it"
+    else:
+        project.mkdir()
+        (project / "pyproject.toml").write_bytes(b'[project]\nname = "\xff"\n')
+        needle = "not valid TOML"
+    out = tmp_path / "out"
+    if command == "lock":
+        outcome = run_cli(capsys, "lock", "--project", project, "-o", out)
+    else:
+        outcome = run_cli(capsys, "install", "--prefix", out, "--editable", project)
+    assert_error(outcome, UsageError, str(project), needle)
+    assert_absent(out)

@@ -320,7 +320,7 @@ def _downloader(args: argparse.Namespace, base_dir: Path | None) -> Downloader:
 def _cmd_lock(args: argparse.Namespace) -> int:
     reqs = list(args.requirements)
     project = args.project
-    if project is None and len(reqs) == 1 and Path(reqs[0], "pyproject.toml").is_file():
+    if project is None and len(reqs) == 1 and os.path.isfile(Path(reqs[0], "pyproject.toml")):
         project, reqs = Path(reqs[0]), []
     info: ProjectInfo | None = None
     if project is not None:

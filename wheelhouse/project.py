@@ -46,10 +46,12 @@ def read_project(directory: Path) -> ProjectInfo:
     path = directory / "pyproject.toml"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"{directory}: no pyproject.toml; give requirements instead") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc}); fix it") from None
+    except OSError as exc:  # a directory named pyproject.toml, no permission...
+        raise UsageError(f"{path}: cannot read it ({exc.strerror}); fix it") from None
     proj = data.get("project")
     if not isinstance(proj, dict) or not isinstance(proj.get("name"), str):
         raise UsageError(

@@ -109,10 +109,12 @@ def project_requirements(
     path = project / "pyproject.toml"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"{project}: no pyproject.toml; give requirements instead") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}; fix it") from None
+    except OSError as exc:  # a directory named pyproject.toml, no permission...
+        raise UsageError(f"{path}: cannot read it ({exc.strerror}); fix it") from None
     proj = data.get("project", {})
     if not isinstance(proj, dict):
         raise UsageError(f"{path}: [project] must be a table; fix it")
