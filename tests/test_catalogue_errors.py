@@ -782,3 +782,58 @@ def test_unreadable_project(
         outcome = run_cli(capsys, "install", "--prefix", out, "--editable", project)
     assert_error(outcome, UsageError, str(project), needle)
     assert_absent(out)
+
+
+EDITABLE: dict[str, tuple[str, str]] = {
+    "name-not-valid": ('name = "p j"\nversion = "1"\n', "name 'p j' is not a valid name"),
+    "version-not-pep-440": (
+        'name = "pj"\nversion = "one"\n',
+        "version 'one' is not a PEP 440 version",
+    ),
+    "dependencies-not-an-array": (
+        'name = "pj"\nversion = "1"\ndependencies = 5\n',
+        "dependencies must be an array of strings",
+    ),
+    "script-not-a-string": (
+        'name = "pj"\nversion = "1"\n[project.scripts]\nx = 5\n',
+        "[project.scripts] must be a table of strings",
+    ),
+    "entry-points-not-a-table": (
+        'name = "pj"\nversion = "1"\nentry-points = 5\n',
+        "[project.entry-points] must be a table",
+    ),
+    "requires-python-not-a-string": (
+        'name = "pj"\nversion = "1"\nrequires-python = 3\n',
+        "requires-python must be a string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDITABLE))
+def test_bad_editable_project(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    body, needle = EDITABLE[case]
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\n" + body)
+    prefix = _prefix(tmp_path)
+    outcome = run_cli(capsys, "install", "--prefix", prefix, "--editable", project)
+    assert_error(outcome, UsageError, str(project / "pyproject.toml"), needle)
+    assert_absent(prefix)
+
+
+def test_editable_root_with_a_line_break(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The editable wheel's .pth lists the root on one line: a line break would add another."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "pj"\nversion = "1"\n')
+    prefix = _prefix(tmp_path)
+    root = "/src\nimport os"
+    outcome = run_cli(
+        capsys, "install", "--prefix", prefix, "--editable", project, "--editable-root", root
+    )
+    assert_error(outcome, UsageError, repr(root), "line break")
+    assert_absent(prefix)
