@@ -46,7 +46,7 @@ from wheelmaker import (
     rewrite_central_directory,
 )
 
-from wheelhouse import cli, sdist
+from wheelhouse import cli, install, sdist
 from wheelhouse.errors import (
     BuildError,
     ConflictError,
@@ -477,6 +477,18 @@ def test_python_that_is_not_python(
     wheel = make_wheel(tmp_path / "wh", "pkg", "1.0")
     outcome, prefix = _install(capsys, tmp_path, [wheel], "--python", python)
     assert_error(outcome, InstallError, python, *needles)
+    assert_absent(prefix)
+
+
+def test_python_that_never_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program that reads its input and says nothing: install stops waiting for it."""
+    monkeypatch.setattr(install, "HELLO_TIMEOUT", 1.0)
+    python = str(_script(tmp_path, "mute", "#!/bin/sh\nexec sleep 30\n"))
+    wheel = make_wheel(tmp_path / "wh", "pkg", "1.0")
+    outcome, prefix = _install(capsys, tmp_path, [wheel], "--python", python, "-j", "1")
+    assert_error(outcome, InstallError, python, "did not answer within 1 s")
     assert_absent(prefix)
 
 

@@ -431,6 +431,11 @@ def _write_layout(root: Path, facts: dict[str, Any]) -> None:
         os.symlink("lib", root / platlibdir)
 
 
+HELLO_TIMEOUT = 120.0
+"""Seconds a worker may take to start and greet: generous (a loaded machine, a cold disk),
+but an interpreter that is not Python and never answers does not hang install forever."""
+
+
 def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str, Any]]:
     """Wait for the next answer of every worker, which must be ``key``; fails fast on errors."""
     got: list[dict[str, Any] | None] = [None] * len(workers)
@@ -439,7 +444,11 @@ def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str
             got[i] = _expect(worker, worker.early.pop(0), key)
     pending = got.count(None)
     while pending:
-        i, message = answers.get()
+        try:  # a worker greets at once; a program that is not Python may never say a word
+            i, message = answers.get(timeout=HELLO_TIMEOUT if key == "hello" else None)
+        except queue.Empty:
+            silent = next(w for w, a in zip(workers, got, strict=True) if a is None)
+            raise silent.not_python(f"did not answer within {HELLO_TIMEOUT:g} s") from None
         if got[i] is not None:
             if message is not None:
                 workers[i].early.append(message)  # already its next answer
