@@ -100,34 +100,8 @@ class NarError(WheelhouseError):
 
 # --- printing ----------------------------------------------------------------------------------
 
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escaped(char: str) -> str:
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-_UNSAFE = {
-    code: _escaped(chr(code))
-    for code in [
-        *range(0x00, 0x20),  # C0: newline, carriage return, ESC (terminal escape sequences)...
-        *range(0x7F, 0xA0),  # DEL and C1 (0x9b is a one-byte CSI on some terminals)
-        0x200E, 0x200F, 0x2028, 0x2029,  # direction marks, line/paragraph separators
-        *range(0x202A, 0x202F), *range(0x2066, 0x206A),  # bidi overrides ("Trojan source")
-    ]
-}  # fmt: skip
-
-
-def escape(text: str) -> str:
-    """``text`` with every control character written as a visible escape (``\\n``, ``\\x1b``).
-
-    Names inside messages come from archives and locks that anyone may have written: a member
-    name holding a newline or an ANSI escape must not be able to print a line of its own (a
-    forged ``error:``) or recolour the terminal. Backslashes are kept as they are, so text that
-    already went through ``repr`` reads the same.
-    """
-    return text.translate(_UNSAFE)
+# One escaping rule for every message: names inside messages come from archives and locks that
+# anyone may have written, and a name holding a newline or an ANSI escape must not print a line
+# of its own (a forged ``error:``) or recolour the terminal. The rule lives in ``_safefs``
+# (standard library only, so the install worker run by the target interpreter shares it).
+from wheelhouse._safefs import escape as escape  # noqa: E402 - re-exported
