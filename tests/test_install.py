@@ -245,7 +245,7 @@ def test_existing_prefix_needs_replace(tmp_path: Path, rich_wheel: Path) -> None
     prefix = tmp_path / "env"
     prefix.mkdir()
     (prefix / "keep").write_text("mine")
-    with pytest.raises(InstallError, match=r"already exists.*replace=True") as info:
+    with pytest.raises(InstallError, match=r"already exists.*--replace") as info:
         install(prefix, rich_wheel)
     assert str(prefix) in str(info.value)
     assert (prefix / "keep").read_text() == "mine"

@@ -143,6 +143,18 @@ def build_sizes(root: Path) -> Path:
     return root
 
 
+def build_deep(root: Path) -> Path:
+    """Deeper than Python's recursion limit, with siblings at several levels."""
+    here = root
+    for level in range(1500):
+        here = here / "d"
+        here.mkdir(parents=True)
+        if level % 500 == 0:
+            write(here / "f", str(level).encode())
+    os.symlink("../d", here / "up")
+    return root
+
+
 BUILDERS: list[Callable[[Path], Path]] = [
     build_empty_dir,
     build_regular_file,
@@ -154,6 +166,7 @@ BUILDERS: list[Callable[[Path], Path]] = [
     build_nested,
     build_odd_names,
     build_sizes,
+    build_deep,
 ]
 
 

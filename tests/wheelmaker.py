@@ -23,6 +23,7 @@ always give the same bytes (and the same sha256).
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import hashlib
 import io
@@ -48,6 +49,7 @@ __all__ = [
     "escape_name",
     "make_wheel",
     "record_hash",
+    "rewrite_central_directory",
 ]
 
 _DATE = (1980, 1, 1, 0, 0, 0)
@@ -84,9 +86,11 @@ def record_hash(data: bytes) -> str:
 
 
 def _record(members: Iterable[Member], record_path: str) -> str:
-    lines = [f"{m.name},{record_hash(m.data)},{len(m.data)}" for m in members]
-    lines.append(f"{record_path},,")
-    return "\n".join(lines) + "\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")  # quotes names holding commas or newlines
+    writer.writerows((m.name, record_hash(m.data), len(m.data)) for m in members)
+    writer.writerow((record_path, "", ""))
+    return out.getvalue()
 
 
 def _ini(sections: Mapping[str, Mapping[str, str]]) -> str:
@@ -206,8 +210,9 @@ def make_wheel(
     return path
 
 
-def corrupt_member(wheel: Path, name: str) -> None:
-    """Flip one byte in the stored data of member ``name`` (CRC and hash no longer match)."""
+def corrupt_member(wheel: Path, name: str, at: int | None = None) -> None:
+    """Flip one byte in the stored data of member ``name`` (CRC and hash no longer match):
+    byte ``at`` of the compressed data (default: the middle one; 0 hits a stream's header)."""
     data = bytearray(wheel.read_bytes())
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
         info = zf.getinfo(name)
@@ -215,7 +220,7 @@ def corrupt_member(wheel: Path, name: str) -> None:
     start = info.header_offset + 30 + nlen + xlen
     if info.compress_size == 0:
         raise ValueError(f"{name} is empty, nothing to corrupt")
-    data[start + info.compress_size // 2] ^= 0xFF
+    data[start + (info.compress_size // 2 if at is None else at)] ^= 0xFF
     wheel.write_bytes(bytes(data))
 
 
@@ -235,3 +240,16 @@ def artifact_for(file: Path, **overrides: Any) -> Artifact:
     }
     fields.update(overrides)
     return Artifact(**fields)
+
+
+def rewrite_central_directory(wheel: Path, edit: Callable[[zipfile.ZipInfo], None]) -> None:
+    """Rewrite the zip's central directory after ``edit`` changed each member's ``ZipInfo``
+    (sizes, CRC, offsets, flags, method, mode...); the local headers and data stay as they are.
+
+    zipfile writes a zip64 extra field for sizes or offsets over 2**32 - 1 (up to 2**64 - 1),
+    so a header can declare sizes no real member has.
+    """
+    with zipfile.ZipFile(wheel, "a") as zf:
+        for info in zf.infolist():
+            edit(info)
+        zf._didModify = True  # write the central directory again on close

@@ -200,6 +200,7 @@ def read_central_directory(data: bytes, wheel: str) -> list[Entry]:
                     data[pos + 46 + nlen : pos + 46 + nlen + xlen], size, csize, offset, wheel
                 )
             name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
+            _check_sizes(wheel, name, method, flags, csize, size, len(data))
             entries.append(
                 Entry(name, raw_name, offset + shift, csize, size, crc, method, flags, eattr >> 16)
             )
@@ -207,6 +208,34 @@ def read_central_directory(data: bytes, wheel: str) -> list[Entry]:
     except (struct.error, UnicodeDecodeError, IndexError) as e:
         raise _damaged(wheel, f"is not a valid wheel (zip) archive: {e}") from None
     return entries
+
+
+_DEFLATE_RATIO = 1032
+"""The most deflate can compress: a member declaring more is lying (or a zip64 field is bogus)."""
+_MAX_MEMBER = 1 << 40
+"""No wheel member is a terabyte: a bigger declared size is a bomb or a broken header."""
+
+
+def _check_sizes(
+    wheel: str, name: str, method: int, flags: int, csize: int, size: int, total: int
+) -> None:
+    """Refuse declared sizes no real member has, before anything is decompressed: a size near
+    2**64 would overflow, a huge one would exhaust memory."""
+    if csize > total:
+        why = f"declares {csize} compressed bytes, more than the whole file ({total})"
+    elif method == _STORED and size != csize and not flags & 1:  # encrypted: 12 bytes more
+        why = f"is stored uncompressed but declares {size} bytes in {csize}"
+    elif method == _DEFLATED and size > csize * _DEFLATE_RATIO + 1024:
+        why = f"declares {size} bytes, more than deflate can make of {csize}"
+    elif size > _MAX_MEMBER:
+        why = f"declares {size} bytes uncompressed, more than any wheel member has"
+    else:
+        return
+    raise WorkerError(
+        "InstallError",
+        f"{wheel}: member {name!r} {why}; the wheel is damaged or malicious (a decompression "
+        "bomb): fetch it again or get it from a trusted source",
+    )
 
 
 def _zip64_extra(
@@ -231,6 +260,18 @@ def _zip64_extra(
 
 def extract(data: bytes, view: memoryview, entry: Entry, wheel: str) -> bytes:
     """The content of ``entry``, decompressed once and checked against its size and CRC."""
+    try:
+        return _extract(data, view, entry, wheel)
+    except MemoryError:
+        raise WorkerError(
+            "InstallError",
+            f"{wheel}: member {entry.name!r} is {entry.size} bytes uncompressed, more than the "
+            "install worker could hold in memory; free memory or raise the limit (ulimit -v), "
+            "and check the wheel comes from a trusted source (it may be a decompression bomb)",
+        ) from None
+
+
+def _extract(data: bytes, view: memoryview, entry: Entry, wheel: str) -> bytes:
     off = entry.offset
     name = entry.name
     if data[off : off + 4] != _LOCAL or off + 30 > len(data):
@@ -262,8 +303,11 @@ def extract(data: bytes, view: memoryview, entry: Entry, wheel: str) -> bytes:
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 content = zf.read(name)
-        except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError) as e:
-            raise _damaged(wheel, f"member {name!r} cannot be decompressed ({e})") from None
+        except MemoryError:
+            raise
+        except Exception as e:  # zipfile, bz2 and lzma each raise their own
+            why = f"{type(e).__name__}: {e}".replace("\n", " ")
+            raise _damaged(wheel, f"member {name!r} cannot be decompressed ({why})") from None
     if len(content) != size or zlib.crc32(content) != entry.crc:
         raise _damaged(wheel, f"member {name!r} fails its zip CRC/size check")
     return content
@@ -285,7 +329,18 @@ def _headers(text: str) -> dict[str, str]:
 def _parse_record(wheel: str, text: str, record_name: str) -> dict[str, tuple[str, str]]:
     """RECORD as {path: (hash, size)}."""
     entries: dict[str, tuple[str, str]] = {}
-    for row in csv.reader(io.StringIO(text)):
+    reader = csv.reader(io.StringIO(text))
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as e:  # a bare CR, a field over csv's limit, a NUL...
+            raise WorkerError(
+                "RecordError",
+                f"{wheel}: {record_name} line {reader.line_num} is not valid CSV ({e}); the "
+                "wheel is broken: rebuild it",
+            ) from None
+        if row is None:
+            break
         if not row:
             continue
         if len(row) != 3:
@@ -766,6 +821,14 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
         return 1
     except OSError as e:
         message = f"writing the environment failed: {e}; check free space and permissions"
+        _send(out, {"error": {"kind": "InstallError", "message": message}})
+        return 1
+    except MemoryError:
+        gc.collect()
+        message = (
+            "the install worker ran out of memory; free memory or raise the limit (ulimit -v), "
+            "and check the wheels come from a trusted source"
+        )
         _send(out, {"error": {"kind": "InstallError", "message": message}})
         return 1
     except Exception:

@@ -205,6 +205,8 @@ def load_overrides(path: Path) -> Overrides:
         raise UsageError(f"{path}: no such overrides file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:  # a directory, no permission...
+        raise UsageError(f"{path}: cannot read it ({exc.strerror}); give a JSON file") from None
     return parse_overrides(data, str(path))
 
 
@@ -682,8 +684,7 @@ def build_sdists(
             f"an sdist (its sdists: {', '.join(sorted(known)) or 'none'}); drop those overrides"
         )
     order = _plan(envs, runtime_sdists)
-    output = Path(os.path.abspath(output))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = _output_parent(output)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
         built = _build_sdists(
@@ -692,6 +693,19 @@ def build_sdists(
         return _publish([built[f][1] for f in order], output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _output_parent(output: Path) -> Path:
+    """``output`` made absolute, with its parent directory created (or one error line)."""
+    output = Path(os.path.abspath(output))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"--output {output}: cannot create {exc.filename or output.parent} "
+            f"({exc.strerror}); choose another --output"
+        ) from None
+    return output
 
 
 def _build_sdists(
@@ -764,8 +778,7 @@ def build_project(
         if dep.kind == "wheel":
             _verify(dep, wheelhouse)
     order = _plan(envs, [a.filename for a in env if a.kind == "sdist"])
-    output = Path(os.path.abspath(output))
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output = _output_parent(output)
     work = Path(tempfile.mkdtemp(prefix="wheelhouse-build-"))
     try:
         built = _build_sdists(
@@ -854,7 +867,7 @@ def wheels_for_sdists(artifacts: Sequence[Artifact], built: Path) -> list[tuple[
     """
     out: list[tuple[Artifact, Path]] = []
     try:
-        names = sorted(p.name for p in built.iterdir() if p.name.endswith(".whl"))
+        names = sorted(p.name for p in built.iterdir() if p.name.endswith(".whl") and p.is_file())
     except OSError as exc:
         raise InstallError(
             f"--built {built}: cannot list it ({exc.strerror or exc}); run "
@@ -883,15 +896,22 @@ def wheels_for_sdists(artifacts: Sequence[Artifact], built: Path) -> list[tuple[
                 "and target"
             )
         path = built / found[0]
+        try:
+            sha256, size = _sha256(path), path.stat().st_size
+        except OSError as exc:
+            raise InstallError(
+                f"--built {built}: cannot read {found[0]} ({exc.strerror}); run "
+                "`wheelhouse build-sdists` again"
+            ) from None
         out.append(
             (
                 Artifact(
                     filename=found[0],
                     package=art.package,
                     version=art.version,
-                    sha256=_sha256(path),
+                    sha256=sha256,
                     kind="wheel",
-                    size=path.stat().st_size,
+                    size=size,
                 ),
                 path,
             )

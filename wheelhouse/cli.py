@@ -7,12 +7,15 @@ a traceback: the message is for the person at the terminal or reading a Nix buil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from packaging.utils import canonicalize_name
 
@@ -32,6 +35,7 @@ from wheelhouse.errors import (
     NarError,
     UsageError,
     WheelhouseError,
+    escape,
 )
 from wheelhouse.fetch import fetch
 from wheelhouse.install import RunpathPass, install_env, local_artifact
@@ -48,7 +52,29 @@ from wheelhouse.resolve import Inputs, project_requirements
 from wheelhouse.targets import make_target
 
 
-def _add_lock_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one ``error:`` line like every other error (argparse
+    prints the usage block and ``prog: error: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            UsageError.exit_code,
+            f"error: {self.prog}: {escape(message)}; run `{self.prog} --help` for usage\n",
+        )
+
+
+def _jobs(text: str) -> int:
+    """``-j N``: a count of parallel workers, at least one (0 used to hang or mean "default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _add_lock_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("lock", help="resolve requirements with pip and write pylock.toml")
     p.add_argument(
         "requirements",
@@ -96,7 +122,7 @@ def _add_resolution_options(p: argparse.ArgumentParser) -> None:
 def _add_download_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, help="artifact cache (default: XDG cache dir)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--jobs", "-j", type=int, default=8, help="parallel downloads")
+    p.add_argument("--jobs", "-j", type=_jobs, default=8, help="parallel downloads")
 
 
 def _add_isolation_option(p: argparse.ArgumentParser) -> None:
@@ -119,7 +145,7 @@ def _add_target_option(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wheelhouse",
         description="Lock Python requirements to pylock.toml, fetch every artifact into one "
         "wheelhouse directory, install them all into one environment.",
@@ -170,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_target_option(p)
     p.add_argument("--python", help="interpreter the env runs on (default: this one)")
     p.add_argument("--no-compile", action="store_true", help="do not write .pyc files")
-    p.add_argument("--jobs", "-j", type=int, default=None)
+    p.add_argument("--jobs", "-j", type=_jobs, default=None, help="worker processes")
     p.add_argument("--replace", action="store_true", help="replace an existing prefix")
     p.add_argument(
         "--built",
@@ -218,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheels")
     _add_target_option(p)
     p.add_argument("--python", help="interpreter to build for (default: this one)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, help="parallel builds")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
     p.add_argument(
         "--exclude",
@@ -239,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheel")
     _add_target_option(p)
     p.add_argument("--python", help="interpreter to build for (default: this one)")
-    p.add_argument("--jobs", "-j", type=int, default=1, help="parallel builds of sdists it needs")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, help="parallel builds of sdists it needs")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
     _add_isolation_option(p)
 
@@ -335,7 +361,7 @@ def _downloader(args: argparse.Namespace, base_dir: Path | None) -> Downloader:
 def _cmd_lock(args: argparse.Namespace) -> int:
     reqs = list(args.requirements)
     project = args.project
-    if project is None and len(reqs) == 1 and Path(reqs[0], "pyproject.toml").is_file():
+    if project is None and len(reqs) == 1 and os.path.isfile(Path(reqs[0], "pyproject.toml")):
         project, reqs = Path(reqs[0]), []
     info: ProjectInfo | None = None
     if project is not None:
@@ -440,7 +466,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _require_file(art: Artifact, path: Path) -> None:
     """Fail early and by name; the bytes are checked against the lock while installing."""
-    if not path.is_file():
+    if not os.path.isfile(path):  # (Path.is_file raises for a name too long)
         raise InstallError(
             f"{art.filename} ({art.package} {art.version}) is not in the wheelhouse "
             f"{path.parent}; run `wheelhouse fetch` first"
@@ -474,7 +500,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
             runpath=_runpath_pass(args),
         )
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {escape(warning)}", file=sys.stderr)
     return 0
 
 
@@ -647,7 +673,7 @@ def _read_text(path: Path) -> str:
 
 
 def _cmd_nar_hash(args: argparse.Namespace) -> int:
-    if not args.path.exists() and not args.path.is_symlink():
+    if not os.path.lexists(args.path):  # (Path.exists raises for a path it may not stat)
         raise UsageError(f"{args.path}: no such file or directory; give an existing path")
     digest = nar.nar_sha256(args.path)
     print(nar.sri(digest) if args.sri else nar.nix_base32(digest))
@@ -667,13 +693,38 @@ COMMANDS = {
 }
 
 
+QUOTED = "\n  | "
+"""How a message quotes another program's output (a backend's last lines): the only line breaks
+that are printed as line breaks."""
+
+
+def printable(message: str) -> str:
+    """``message`` with control characters escaped, except the line breaks of quoted output:
+    a name holding a newline or an ANSI escape cannot forge an ``error:`` line, wherever it
+    entered the message."""
+    return QUOTED.join(escape(part) for part in message.split(QUOTED))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except WheelhouseError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        print(
+            f"error: wheelhouse {args.command} ran out of memory; free memory or raise the "
+            "limit (ulimit -v), and check the inputs are what you expect",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whoever reads our output went away (`wheelhouse nar-hash . | head -0`): like any Unix
+        # tool, stop quietly; stdout goes to /dev/null so the exit-time flush cannot fail again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

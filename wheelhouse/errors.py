@@ -104,3 +104,12 @@ class ImageError(WheelhouseError):
 
 class NarError(WheelhouseError):
     """A tree cannot be serialised as a NAR (unsupported file type)."""
+
+
+# --- printing ----------------------------------------------------------------------------------
+
+# One escaping rule for every message: names inside messages come from archives and locks that
+# anyone may have written, and a name holding a newline or an ANSI escape must not print a line
+# of its own (a forged ``error:``) or recolour the terminal. The rule lives in ``_safefs``
+# (standard library only, so the install worker run by the target interpreter shares it).
+from wheelhouse._safefs import escape as escape  # noqa: E402 - re-exported

@@ -35,7 +35,9 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -160,7 +162,10 @@ class _Worker:
                 try:
                     message = json.loads(line)
                 except ValueError:
-                    message = {"error": {"kind": "bug", "message": f"bad answer {line!r}"}}
+                    message = None
+                if not isinstance(message, dict):  # not our worker talking
+                    text = line.decode("utf-8", "replace").strip()
+                    message = {"error": {"kind": "protocol", "message": text}}
                 answers.put((self.index, message))
         answers.put((self.index, None))
 
@@ -176,18 +181,37 @@ class _Worker:
         if message is None:
             self.proc.wait()
             self.stderr.seek(0)
-            detail = self.stderr.read().decode("utf-8", "replace").strip()
-            raise InstallError(
-                f"install worker ({self.python}) exited with status {self.proc.returncode} "
-                f"without an answer; is it a working Python >= 3.8?"
-                + (f"\n{detail}" if detail else "")
+            lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+            said = f" (its last words: {_clip(lines[-1])!r})" if lines else ""
+            if self.proc.returncode < 0:
+                raise InstallError(
+                    f"the install worker run by {self.python} was killed by "
+                    f"{_signal_name(-self.proc.returncode)}{said}; if memory ran out, free "
+                    "memory and run install again; if the interpreter crashed (SIGSEGV) "
+                    "compiling a module, try --no-compile"
+                )
+            raise self.not_python(
+                f"exited with status {self.proc.returncode} without an answer{said}"
             )
         error = message.get("error")
         if error is not None:
-            if error["kind"] == "bug":
-                raise RuntimeError(f"install worker failed:\n{error['message']}")
-            raise _ERROR_KINDS[error["kind"]](error["message"])
+            kind = error.get("kind") if isinstance(error, dict) else None
+            text = str(error.get("message")) if isinstance(error, dict) else str(error)
+            if kind == "bug":
+                raise RuntimeError(f"install worker failed:\n{text}")
+            if kind not in _ERROR_KINDS:
+                raise self.not_python(f"answered {_clip(text)!r}")
+            raise _ERROR_KINDS[kind](text)
         return message
+
+    def not_python(self, what: str) -> InstallError:
+        """The target interpreter did not run our worker: a program that is not Python, a
+        Python too old to read the worker, or one that failed before answering."""
+        return InstallError(
+            f"the target interpreter {self.python} {what}: it did not run wheelhouse's install "
+            "worker; is it a working Python >= 3.8? pass the path of the Python the "
+            "environment is for with --python"
+        )
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -199,6 +223,17 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.stdout.close()
         self.stderr.close()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} (signal {number})"
+    except ValueError:
+        return f"signal {number}"
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _worker_env() -> dict[str, str]:
@@ -305,8 +340,9 @@ def _scripts(wheel: _Wheel, interpreter: str) -> list[list[str]]:
     try:
         entries = list(parse_entrypoints(text))
     except Exception as e:
+        why = " ".join(str(e).split())  # configparser's messages span lines
         raise InstallError(
-            f"{name}: {member} cannot be parsed ({type(e).__name__}: {e}); rebuild the wheel"
+            f"{name}: {member} cannot be parsed ({type(e).__name__}: {why}); rebuild the wheel"
         ) from None
     out: list[list[str]] = []
     for script_name, module, attr, section in entries:
@@ -398,6 +434,11 @@ def _write_layout(root: Path, facts: dict[str, Any]) -> None:
         os.symlink("lib", root / platlibdir)
 
 
+HELLO_TIMEOUT = 120.0
+"""Seconds a worker may take to start and greet: generous (a loaded machine, a cold disk),
+but an interpreter that is not Python and never answers does not hang install forever."""
+
+
 def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str, Any]]:
     """Wait for the next answer of every worker, which must be ``key``; fails fast on errors."""
     got: list[dict[str, Any] | None] = [None] * len(workers)
@@ -406,7 +447,11 @@ def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str
             got[i] = _expect(worker, worker.early.pop(0), key)
     pending = got.count(None)
     while pending:
-        i, message = answers.get()
+        try:  # a worker greets at once; a program that is not Python may never say a word
+            i, message = answers.get(timeout=HELLO_TIMEOUT if key == "hello" else None)
+        except queue.Empty:
+            silent = next(w for w, a in zip(workers, got, strict=True) if a is None)
+            raise silent.not_python(f"did not answer within {HELLO_TIMEOUT:g} s") from None
         if got[i] is not None:
             if message is not None:
                 workers[i].early.append(message)  # already its next answer
@@ -419,8 +464,15 @@ def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str
 def _expect(worker: _Worker, message: dict[str, Any] | None, key: str) -> dict[str, Any]:
     answer = worker.check(message)
     if key not in answer:
-        raise RuntimeError(f"install worker sent {answer!r}, expected {key!r}")
+        raise worker.not_python(f"answered {_clip(json.dumps(answer))!r} (expected {key!r})")
+    if key == "hello" and not _valid_hello(answer["hello"]):
+        raise worker.not_python(f"introduced itself as {_clip(json.dumps(answer))!r}")
     return answer
+
+
+def _valid_hello(facts: Any) -> bool:
+    keys = ("version", "short", "executable", "cache_tag", "platlibdir", "magic")
+    return isinstance(facts, dict) and all(isinstance(facts.get(k), str) for k in keys)
 
 
 def install_env(
@@ -450,8 +502,14 @@ def install_env(
     trace = _Trace()
     prefix = Path(os.path.abspath(prefix))
     if os.path.lexists(prefix) and not replace:
-        raise InstallError(f"{prefix} already exists; remove it or pass replace=True to replace it")
+        raise InstallError(f"{prefix} already exists; remove it or pass --replace to replace it")
+    if os.path.lexists(prefix) and (os.path.islink(prefix) or not os.path.isdir(prefix)):
+        raise InstallError(
+            f"{prefix} exists and is not a directory (an environment) but a file or a link; "
+            "remove it yourself or choose another --prefix"
+        )
     interpreter = _resolve_python(python)
+    _check_parent(prefix)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(wheels) or 1))
     workers: list[_Worker] = []
     answers: _Lines = queue.Queue()
@@ -476,18 +534,24 @@ def install_env(
                 items[summary["index"]].summary = summary
         trace("plans received")
         extra_sites = [_extra_site(path, facts["short"]) for path in extra_site_packages]
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(prefix.parent, prefix=f".{prefix.name}")
-        root = Path(tempfile.mkdtemp(prefix=temp_prefix(prefix.name), dir=prefix.parent))
+        try:
+            prefix.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(prefix.parent, prefix=f".{prefix.name}")
+            root = Path(tempfile.mkdtemp(prefix=temp_prefix(prefix.name), dir=prefix.parent))
+        except OSError as e:
+            raise _cannot_create(prefix, e) from None
         report = _install_planned(
             items, workers, answers, groups, root, prefix, facts, shebang, compile_bytecode, trace
         )
-        if extra_sites:
-            site = root / "lib" / f"python{facts['short']}" / "site-packages" / EXTRA_SITE_PTH
-            site.write_text(
-                "".join(f"import site; site.addsitedir({path!r})\n" for path in extra_sites),
-                encoding="utf-8",
-            )
+        try:
+            if extra_sites:
+                site = root / "lib" / f"python{facts['short']}" / "site-packages" / EXTRA_SITE_PTH
+                site.write_text(
+                    "".join(f"import site; site.addsitedir({path!r})\n" for path in extra_sites),
+                    encoding="utf-8",
+                )
+        except OSError as e:
+            raise _cannot_create(prefix, e) from None
         if runpath is not None:
             owners = {
                 dest: w.artifact.filename for w in items for dest, _h in (w.summary or {})["files"]
@@ -501,7 +565,10 @@ def install_env(
                 owners,
             )
             trace(f"RUNPATH set on {len(patched)} files")
-        _move_into_place(root, prefix, replace)
+        try:
+            _move_into_place(root, prefix, replace)
+        except OSError as e:
+            raise _cannot_create(prefix, e) from None
         trace("moved into place")
         return report
     finally:
@@ -527,6 +594,53 @@ def local_artifact(wheel: Path) -> Artifact:
         sha256=sha256,
         kind="wheel",
         size=wheel.stat().st_size,
+    )
+
+
+def _check_parent(prefix: Path) -> None:
+    """Fail before any work when the prefix cannot be created: below a file, or in a directory
+    this user cannot write (the staging directory is made next to the prefix)."""
+    parent = prefix.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not os.path.isdir(parent):
+        raise InstallError(
+            f"cannot create the environment {prefix}: {parent} is not a directory; choose a "
+            "--prefix below a directory"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InstallError(
+            f"cannot create the environment {prefix}: {parent} is not writable; choose a "
+            "--prefix in a directory you can write to"
+        )
+
+
+def _cannot_create(prefix: Path, error: OSError) -> InstallError:
+    where = f" ({error.filename})" if error.filename else ""
+    return InstallError(
+        f"cannot create the environment {prefix}: {error.strerror or error}{where}; choose a "
+        "--prefix in a directory you can write to, with free space"
+    )
+
+
+def _check_dist_info(artifact: Artifact, dist_info: str) -> None:
+    """``<name>-<version>.dist-info`` must be the wheel's own (the binary distribution format):
+    ``importlib.metadata`` finds a distribution by this name, not by METADATA's, so a wrong one
+    makes the installed package report another name or version."""
+    stem = dist_info[: -len(".dist-info")]
+    name, sep, version = stem.rpartition("-")
+    if (
+        sep
+        and name
+        and canonicalize_name(name) == canonicalize_name(artifact.package)
+        and same_version(version, artifact.version)
+    ):
+        return
+    expected = re.sub(r"[-_.]+", "_", artifact.package) + f"-{artifact.version}.dist-info"
+    raise InstallError(
+        f"{artifact.filename}: its metadata directory is {dist_info!r} but the wheel filename "
+        f"and the lock say {artifact.package} {artifact.version} ({expected!r}); the wheel "
+        "is mislabelled: rebuild it or re-lock"
     )
 
 
@@ -584,6 +698,7 @@ def _install_planned(
         artifact = wheel.artifact
         name = artifact.filename
         meta = f"{summary['dist_info']}/METADATA"
+        _check_dist_info(artifact, summary["dist_info"])
         if canonicalize_name(summary["name"]) != canonicalize_name(artifact.package):
             raise InstallError(
                 f"{name}: {meta} says Name {summary['name']!r} but the lock expects package "
@@ -706,7 +821,7 @@ def _move_into_place(root: Path, prefix: Path, replace: bool) -> None:
             if not os.path.lexists(prefix):
                 raise InstallError(f"cannot move the new environment to {prefix}: {e}") from None
     if not replace:
-        raise InstallError(f"{prefix} already exists; remove it or pass replace=True to replace it")
+        raise InstallError(f"{prefix} already exists; remove it or pass --replace to replace it")
     if _exchange(root, prefix):
         shutil.rmtree(root, ignore_errors=True)  # root now holds the old env
         return

@@ -27,7 +27,7 @@ from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError
 from wheelhouse.model import Artifact
 from wheelhouse.project import ProjectInfo
-from wheelhouse.resolve import Inputs, Resolved, resolve
+from wheelhouse.resolve import Inputs, Resolved, check_url, resolve
 from wheelhouse.selection import Candidate, candidate_identity, select
 from wheelhouse.targets import Target
 
@@ -257,6 +257,7 @@ def build_lock(
     like an sdist's, so ``build-project`` can build it offline.
     """
     for url in (*inputs.indexes, *inputs.find_links):
+        check_url(url)
         # `--index-url https://user:pw@host/simple`: the files it links to need them too.
         downloader.remember_credentials(url)
     resolved = {t.name: resolve(inputs, t) for t in targets}

@@ -89,7 +89,13 @@ def _fail(path: Path, message: str) -> LockError:
 
 
 def _check_url(path: Path, where: str, url: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError as exc:  # "http://[::1", "http://host:99999/"
+        raise _fail(
+            path, f"{where}: URL {url!r} is not valid ({exc}); fix it or regenerate the lock"
+        ) from None
     if parts.username or parts.password:
         raise _fail(
             path,
@@ -121,6 +127,8 @@ def _artifact(
             f"{where}: needs a sha256 hash of 64 hex digits, got {sha!r}; "
             "regenerate the lock with `wheelhouse lock`",
         )
+    if dist.size is not None and dist.size < 0:
+        raise _fail(path, f"{where}: size {dist.size} is negative; fix it or regenerate the lock")
     if dist.url:
         _check_url(path, where, dist.url)
     if dist.path:
@@ -191,6 +199,10 @@ def load(path: Path) -> Lock:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _fail(
             path, f"not valid TOML: {exc}; fix it or regenerate it with `wheelhouse lock`"
+        ) from None
+    except OSError as exc:  # a directory, no permission...
+        raise _fail(
+            path, f"cannot read it ({exc.strerror}); give the path of a pylock.toml"
         ) from None
     try:
         pylock = Pylock.from_dict(data)

@@ -151,27 +151,47 @@ def _bad_hash(text: str, reason: str) -> NarError:
     return NarError(f"invalid sha256 hash {text!r}: {reason}")
 
 
-def _dump_node(path: bytes, write: Callable[[bytes], None]) -> None:
-    """Serialise one file system object; recursion depth equals directory depth, as in Nix."""
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    if stat.S_ISREG(st.st_mode):
-        _dump_regular(path, write)
-    elif stat.S_ISDIR(st.st_mode):
-        _dump_directory(path, write)
-    elif stat.S_ISLNK(st.st_mode):
+def _dump_node(root: bytes, write: Callable[[bytes], None]) -> None:
+    """Serialise one file system object and everything below it.
+
+    Depth-first with an explicit stack, not recursion: a tree deeper than Python's recursion
+    limit (a thousand nested directories) is still a valid store path, and nix-hash takes it.
+    The stack holds nodes still to visit, as 1-tuples, and the bytes to write after them.
+    """
+    todo: list[bytes | tuple[bytes]] = [(root,)]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, bytes):
+            write(item)
+            continue
+        path = item[0]
         try:
-            target = os.readlink(path)
+            st = os.lstat(path)
         except OSError as exc:
             raise _unreadable(path, exc) from None
-        write(_SYMLINK + _token(target) + _CLOSE)
-    else:
-        raise NarError(
-            f"cannot archive {os.fsdecode(path)!r}: it is a {_kind(st.st_mode)}; a NAR (and so"
-            " a Nix store path) holds only regular files, directories and symlinks: remove it"
-        )
+        if stat.S_ISREG(st.st_mode):
+            _dump_regular(path, write)
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                names = sorted(os.listdir(path))  # bytes in, bytes out: byte order, like Nix
+            except OSError as exc:
+                raise _unreadable(path, exc) from None
+            write(_DIRECTORY)
+            todo.append(_CLOSE)
+            for name in reversed(names):
+                todo += [_CLOSE, (os.path.join(path, name),), _ENTRY + _token(name) + _NODE]
+        elif stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(path)
+            except OSError as exc:
+                raise _unreadable(path, exc) from None
+            write(_SYMLINK + _token(target) + _CLOSE)
+        else:
+            raise NarError(
+                f"cannot archive {os.fsdecode(path)!r}: it is a {_kind(st.st_mode)}; a NAR (and"
+                " so a Nix store path) holds only regular files, directories and symlinks: "
+                "remove it"
+            )
 
 
 def flat_directory_sha256(files: Mapping[str, Path]) -> bytes:
@@ -225,19 +245,6 @@ def _dump_regular(path: bytes, write: Callable[[bytes], None], *, plain: bool = 
         write(_padding(size) + _CLOSE)
     finally:
         os.close(fd)
-
-
-def _dump_directory(path: bytes, write: Callable[[bytes], None]) -> None:
-    try:
-        names = sorted(os.listdir(path))  # bytes in, bytes out: byte order, like Nix
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    write(_DIRECTORY)
-    for name in names:
-        write(_ENTRY + _token(name) + _NODE)
-        _dump_node(os.path.join(path, name), write)
-        write(_CLOSE)
-    write(_CLOSE)
 
 
 def _unreadable(path: bytes, exc: OSError) -> NarError:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from wheelhouse.errors import UsageError
 
@@ -46,32 +47,63 @@ def read_project(directory: Path) -> ProjectInfo:
     path = directory / "pyproject.toml"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"{directory}: no pyproject.toml; give requirements instead") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc}); fix it") from None
+    except OSError as exc:  # a directory named pyproject.toml, no permission...
+        raise UsageError(f"{path}: cannot read it ({exc.strerror}); fix it") from None
     proj = data.get("project")
     if not isinstance(proj, dict) or not isinstance(proj.get("name"), str):
         raise UsageError(
             f"{path}: no [project] name; add a [project] table with name and version (PEP 621)"
         )
+    if not _NAME.fullmatch(proj["name"]):
+        raise UsageError(f"{path}: [project] name {proj['name']!r} is not a valid name; fix it")
     version = proj.get("version")
     if version is not None and not isinstance(version, str):
         raise UsageError(f"{path}: [project] version must be a string; fix it")
+    if version is not None:
+        try:
+            Version(version)
+        except InvalidVersion:
+            raise UsageError(
+                f"{path}: [project] version {version!r} is not a PEP 440 version; fix it"
+            ) from None
     groups: dict[str, dict[str, str]] = {}
     for key, group in (("scripts", "console_scripts"), ("gui-scripts", "gui_scripts")):
         if proj.get(key):
-            groups[group] = {str(k): str(v) for k, v in proj[key].items()}
-    for group, points in (proj.get("entry-points") or {}).items():
-        groups[str(group)] = {str(k): str(v) for k, v in points.items()}
+            groups[group] = _strings_table(proj[key], f"[project.{key}]", path)
+    entry_points = proj.get("entry-points") or {}
+    if not isinstance(entry_points, dict):
+        raise UsageError(f"{path}: [project.entry-points] must be a table; fix it")
+    for group, points in entry_points.items():
+        groups[str(group)] = _strings_table(points, f"[project.entry-points.{group}]", path)
+    dependencies = proj.get("dependencies", [])
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+        raise UsageError(f"{path}: [project] dependencies must be an array of strings; fix it")
+    requires_python = proj.get("requires-python")
+    if requires_python is not None and not isinstance(requires_python, str):
+        raise UsageError(f"{path}: [project] requires-python must be a string; fix it")
     return ProjectInfo(
         directory=directory,
         name=proj["name"],
         version=version,
         entry_points=groups,
-        dependencies=tuple(str(d) for d in proj.get("dependencies", [])),
-        requires_python=proj.get("requires-python"),
+        dependencies=tuple(dependencies),
+        requires_python=requires_python,
     )
+
+
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+"""A valid project name (the core metadata specification)."""
+
+
+def _strings_table(value: object, where: str, path: Path) -> dict[str, str]:
+    """A TOML table of strings (entry points), or a UsageError naming the table."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise UsageError(f"{path}: {where} must be a table of strings; fix it")
+    return {str(k): v for k, v in value.items()}
 
 
 def has_build_system(directory: Path) -> bool:
@@ -107,6 +139,8 @@ def editable_wheel(info: ProjectInfo, root: str, directory: Path) -> Path:
     project's METADATA, entry points and a PEP 610 ``direct_url.json`` marking it editable."""
     if not root.startswith("/"):
         raise UsageError(f"editable root {root!r} must be an absolute path; pass the full path")
+    if "\n" in root or "\r" in root:  # the .pth file lists one path per line
+        raise UsageError(f"editable root {root!r} holds a line break; pass a path without one")
     version = info.version or EDITABLE_VERSION
     dist = re.sub(r"[-_.]+", "_", canonicalize_name(info.name))
     dist_info = f"{dist}-{version}.dist-info"

@@ -57,13 +57,37 @@ class Resolved:
     is_direct: bool
 
 
+def check_url(url: str) -> None:
+    """An index or find-links URL must parse (a bad IPv6 literal or port is a ValueError deep in
+    urllib otherwise); local find-links directories pass as they are."""
+    try:
+        urlsplit(url).port  # noqa: B018 - raises for a bad port
+    except ValueError as exc:
+        raise UsageError(
+            f"index or find-links URL {url!r} is not valid ({exc}); fix the URL"
+        ) from None
+
+
+def _strings(value: Any, what: str, path: Path) -> list[str]:
+    """A TOML array of strings, or a UsageError naming the key."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{path}: {what} must be an array of strings, got {value!r}; fix it")
+    return list(value)
+
+
 def _group(groups: dict[str, Any], name: str, path: Path, stack: tuple[str, ...]) -> list[str]:
+    if not isinstance(groups, dict):
+        raise UsageError(f"{path}: [dependency-groups] must be a table; fix it")
     norm = {canonicalize_name(k): v for k, v in groups.items()}
     key = canonicalize_name(name)
     if key not in norm:
         raise UsageError(f"{path}: no dependency group {name!r} (groups: {', '.join(groups)})")
     if key in stack:
         raise UsageError(f"{path}: dependency group {name!r} includes itself")
+    if not isinstance(norm[key], list):
+        raise UsageError(
+            f"{path}: dependency group {name!r} must be an array, got {norm[key]!r}; fix it"
+        )
     out: list[str] = []
     for item in norm[key]:
         if isinstance(item, str):
@@ -85,13 +109,23 @@ def project_requirements(
     path = project / "pyproject.toml"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"{project}: no pyproject.toml; give requirements instead") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}; fix it") from None
+    except OSError as exc:  # a directory named pyproject.toml, no permission...
+        raise UsageError(f"{path}: cannot read it ({exc.strerror}); fix it") from None
     proj = data.get("project", {})
-    reqs = list(proj.get("dependencies", []))
-    optional = {canonicalize_name(k): v for k, v in proj.get("optional-dependencies", {}).items()}
+    if not isinstance(proj, dict):
+        raise UsageError(f"{path}: [project] must be a table; fix it")
+    reqs = _strings(proj.get("dependencies", []), "[project] dependencies", path)
+    table = proj.get("optional-dependencies", {})
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [project.optional-dependencies] must be a table; fix it")
+    optional = {
+        canonicalize_name(k): _strings(v, f"optional dependencies {k!r}", path)
+        for k, v in table.items()
+    }
     for extra in extras:
         if canonicalize_name(extra) not in optional:
             raise UsageError(
