@@ -128,3 +128,53 @@ def test_standard_selection_for_locks_without_tool_table(tmp_path: Path) -> None
 
 def test_render_is_deterministic_and_valid() -> None:
     assert lockfile.render(good_lock()) == lockfile.render(copy.deepcopy(good_lock()))
+
+
+def foreign(**extra_package: Any) -> dict[str, Any]:
+    """good_lock() as another tool writes it (no [tool.wheelhouse]), plus one more package."""
+    data = good_lock()
+    del data["tool"]
+    data["created-by"] = "uv"
+    data["packages"].append({"name": "myapp", **extra_package})
+    return data
+
+
+def test_the_projects_own_directory_entry_is_the_project(tmp_path: Path) -> None:
+    """uv exports a packaged project as `directory = { path = ".", editable = true }`."""
+    lock = lockfile.load(write(tmp_path, foreign(directory={"path": ".", "editable": True})))
+    assert lock.project == "myapp"
+    assert [a.package for a in lockfile.artifacts_for(lock, None)] == ["alpha", "beta"]
+    # Our own lock records it by name, so it is recognised wherever the lock is copied to.
+    data = good_lock()
+    data["packages"].append({"name": "myapp", "directory": {"path": "../somewhere"}})
+    data["tool"]["wheelhouse"]["project"] = "myapp"
+    lock = lockfile.load(write(tmp_path, data))
+    assert lock.project == "myapp"
+    assert "myapp" not in {a.package for a in lockfile.artifacts_for(lock, lock.targets[0])}
+
+
+OTHER_SOURCES = {
+    "another directory": (
+        {"version": "1.0", "directory": {"path": "libs/helper"}},
+        ["package myapp 1.0", "'libs/helper'", "build a wheel", "--no-emit-workspace"],
+    ),
+    "vcs": (
+        {
+            "version": "1.0",
+            "vcs": {"type": "git", "url": "https://g.example/x.git", "commit-id": "0" * 40},
+        },
+        ["package myapp 1.0", "git", "https://g.example/x.git", "lock a released version"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_SOURCES))
+def test_other_sources_are_one_clear_error(tmp_path: Path, case: str) -> None:
+    extra, needles = OTHER_SOURCES[case]
+    path = write(tmp_path, foreign(**extra))
+    with pytest.raises(LockError) as err:
+        lockfile.load(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message
+    for needle in needles:
+        assert needle in message, message
