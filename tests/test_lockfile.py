@@ -142,14 +142,14 @@ def foreign(**extra_package: Any) -> dict[str, Any]:
 def test_the_projects_own_directory_entry_is_the_project(tmp_path: Path) -> None:
     """uv exports a packaged project as `directory = { path = ".", editable = true }`."""
     lock = lockfile.load(write(tmp_path, foreign(directory={"path": ".", "editable": True})))
-    assert lock.project == "myapp"
+    assert lock.project is not None and lock.project.name == "myapp"
     assert [a.package for a in lockfile.artifacts_for(lock, None)] == ["alpha", "beta"]
     # Our own lock records it by name, so it is recognised wherever the lock is copied to.
     data = good_lock()
     data["packages"].append({"name": "myapp", "directory": {"path": "../somewhere"}})
     data["tool"]["wheelhouse"]["project"] = "myapp"
     lock = lockfile.load(write(tmp_path, data))
-    assert lock.project == "myapp"
+    assert lock.project is not None and lock.project.name == "myapp"
     assert "myapp" not in {a.package for a in lockfile.artifacts_for(lock, lock.targets[0])}
 
 
