@@ -290,6 +290,8 @@ def test_uv_export_of_a_project_end_to_end(
     (target,) = tool["targets"]
     assert f"delta-1.0-{CP311}.whl" in target["artifacts"]
     assert target["sdist-builds"] == {"eps-1.0.tar.gz": ["tinybackend-1.0-py3-none-any.whl"]}
+    # The project's own build system is locked too, as `wheelhouse lock PROJECT_DIR` does.
+    assert target["project-build"] == ["tinybackend-1.0-py3-none-any.whl"]
 
     prefix = fetch_build_install(capsys, foreign, tmp_path, sdists=True)
     assert probe(env_python(prefix)) == "cp311 yes True"
@@ -297,6 +299,13 @@ def test_uv_export_of_a_project_end_to_end(
 
     env_path = nix_env(project)
     assert probe(env_path / "bin" / "python") == "cp311 yes True"
+    # nixlib's project target: the project's wheel, built offline, over the same env.
+    app = nix_build(project, "build")
+    assert app.returncode == 0, app.stderr[-3000:]
+    app_python = Path(app.stdout.strip().splitlines()[-1]) / "bin" / "python"
+    assert probe(app_python, "import myapp, delta; print(myapp.__name__, delta.TAG)") == (
+        "myapp cp311"
+    )
 
 
 # --- uv pip compile: files and markers for the target interpreter, not the tool's -----------------
