@@ -593,3 +593,17 @@ def test_relative_paths_follow_the_lock(tmp_path: Path, capsys: pytest.CaptureFi
         wheelhouse = output.parent / "wh"
         assert_ok(run_cli(capsys, "fetch", output, "-d", wheelhouse))
         assert (wheelhouse / wheel.name).read_bytes() == wheel.read_bytes()
+
+
+# --- lock --from: bad input --------------------------------------------------------------------
+
+
+def test_lock_from_takes_no_requirements_and_names_a_missing_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "ours.toml"
+    outcome = run_cli(capsys, "lock", "--from", tmp_path / "x.toml", "alpha", "-r", "r.txt")
+    assert_error(outcome, UsageError, "--from keeps the pins", "drop requirements, -r")
+    outcome = run_cli(capsys, "lock", "--from", tmp_path / "missing.toml", "-o", output)
+    assert_error(outcome, LockError, str(tmp_path / "missing.toml"), "no such lock file")
+    assert not output.exists()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from contract import A_WHEEL, B_WHEEL, SHA_A, SHA_B, good_lock
+from contract import A_WHEEL, ADVICE, B_WHEEL, SHA_A, SHA_B, good_lock
 
 from wheelhouse import lockfile
 from wheelhouse.errors import LockError, SelectionError
@@ -156,14 +156,14 @@ def test_the_projects_own_directory_entry_is_the_project(tmp_path: Path) -> None
 OTHER_SOURCES = {
     "another directory": (
         {"version": "1.0", "directory": {"path": "libs/helper"}},
-        ["package myapp 1.0", "'libs/helper'", "build a wheel", "--no-emit-workspace"],
+        ["package myapp 1.0", "'libs/helper'", "make a wheel", "--no-emit-workspace"],
     ),
     "vcs": (
         {
             "version": "1.0",
             "vcs": {"type": "git", "url": "https://g.example/x.git", "commit-id": "0" * 40},
         },
-        ["package myapp 1.0", "git", "https://g.example/x.git", "lock a released version"],
+        ["package myapp 1.0", "git", "https://g.example/x.git", "use a released version"],
     ),
 }
 
@@ -175,6 +175,6 @@ def test_other_sources_are_one_clear_error(tmp_path: Path, case: str) -> None:
     with pytest.raises(LockError) as err:
         lockfile.load(path)
     message = str(err.value)
-    assert "\n" not in message and str(path) in message
+    assert "\n" not in message and str(path) in message and ADVICE.search(message)
     for needle in needles:
         assert needle in message, message

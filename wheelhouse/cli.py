@@ -392,7 +392,7 @@ def _cmd_lock_from(args: argparse.Namespace) -> int:
     ]
     if given:
         raise UsageError(
-            f"--from keeps the pins of {args.from_lock} and resolves nothing: drop "
+            f"--from keeps the pins of {args.from_lock} and resolves nothing; drop "
             f"{', '.join(given)} (or lock them without --from)"
         )
     foreign = lockfile.load(args.from_lock)

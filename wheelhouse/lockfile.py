@@ -243,7 +243,7 @@ def load(path: Path) -> Lock:
             raise _fail(
                 path,
                 f"{where}: a {pkg.vcs.type} source ({pkg.vcs.url or pkg.vcs.path}) pins no file "
-                "by hash; lock a released version from an index instead, or build a wheel of it "
+                "by hash; use a released version from an index instead, or make a wheel of it "
                 "and lock that file",
             )
         if pkg.directory:
@@ -251,8 +251,8 @@ def load(path: Path) -> Lock:
                 raise _fail(
                     path,
                     f"{where}: directory source {pkg.directory.path!r} is not the project next to "
-                    "the lock, and wheelhouse installs only files pinned by hash; build a wheel of "
-                    "it and lock that file, or leave it out of the lock (uv: `uv export "
+                    "the lock, and wheelhouse installs only files pinned by hash; make a wheel of "
+                    "it and lock that file, or drop it from the lock (uv: `uv export "
                     "--no-emit-workspace`)",
                 )
             project = LockedProject(pkg.name, version or None, pkg.directory.path)
@@ -464,7 +464,10 @@ def select_for(
             "env's interpreter with --python"
         ) from None
     except SelectionError as exc:
-        raise SelectionError(f"{fit}: {exc}") from None
+        raise SelectionError(
+            f"{fit}: {exc}; re-lock for that interpreter with {lock.created_by}, or pass the "
+            "env's interpreter with --python"
+        ) from None
     except PylockValidationError as exc:
         raise _fail(lock.path, str(exc)) from None
     return list(chosen.values())
