@@ -12,6 +12,7 @@ from contract import A_WHEEL, ADVICE, B_WHEEL, SHA_A, SHA_B, good_lock
 
 from wheelhouse import lockfile
 from wheelhouse.errors import LockError, SelectionError
+from wheelhouse.targets import make_target
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:
@@ -178,3 +179,23 @@ def test_other_sources_are_one_clear_error(tmp_path: Path, case: str) -> None:
     assert "\n" not in message and str(path) in message and ADVICE.search(message)
     for needle in needles:
         assert needle in message, message
+
+
+def test_foreign_locks_prefer_none_any_and_respect_environments(tmp_path: Path) -> None:
+    """Files of another tool's lock are chosen like wheelhouse's own (a none-any wheel over a
+    binary one, which the PEP 751 tag order alone would take); its environments are checked."""
+    data = foreign(directory={"path": ".", "editable": True})
+    binary = "alpha-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    data["packages"][0]["wheels"].append(
+        {"name": binary, "url": f"https://example.org/{binary}", "hashes": {"sha256": SHA_B}}
+    )
+    target = make_target("3.11")
+    lock = lockfile.load(write(tmp_path, data))
+    assert [a.filename for a in lockfile.artifacts_for(lock, None, target)] == [A_WHEEL, B_WHEEL]
+    data["environments"] = ['sys_platform == "win32"']
+    lock = lockfile.load(write(tmp_path, data))
+    with pytest.raises(SelectionError) as err:
+        lockfile.artifacts_for(lock, None, target)
+    message = str(err.value)
+    assert "created by uv" in message and f"Python {target.full_version}" in message
+    assert "re-lock" in message
