@@ -2,10 +2,33 @@
 # digest that names the wheelhouse derivation.
 let
   inherit (builtins) filter length head concatStringsSep map hashString substring
-    listToAttrs concatMap elem toJSON;
+    listToAttrs concatMap elem toJSON split isList elemAt;
+
+  # A bare TOML date, date-time or time as the value of a key (`upload-time = 2025-01-02T03:04:05Z`,
+  # also inside inline tables); group 1 is everything before the value, group 3 the value.
+  datetimeValue =
+    "((^|[\n{,])[ \t]*[A-Za-z0-9_-]+[ \t]*=[ \t]*)"
+    + "([0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+    + "|[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?)";
 in
 rec {
-  /* Parse a pylock.toml file.
+  /* TOML text with every bare date/time value of a key turned into a string. Nix's
+     `builtins.fromTOML` (2.8 and later) rejects dates and times, and uv writes `upload-time`
+     datetimes into its locks; no other value changes. (A datetime inside an array is not
+     rewritten: no lock format writes one.)
+
+     Type: quoteDatetimes :: String -> String
+
+     Example:
+       quoteDatetimes "x = { upload-time = 2025-01-02T03:04:05Z, size = 3 }"
+       => "x = { upload-time = \"2025-01-02T03:04:05Z\", size = 3 }"
+  */
+  quoteDatetimes = text:
+    concatStringsSep "" (map
+      (part: if isList part then "${elemAt part 0}\"${elemAt part 2}\"" else part)
+      (split datetimeValue text));
+
+  /* Parse a pylock.toml file (any tool's: TOML datetimes are read as strings).
 
      Type: readLock :: Path -> AttrSet
 
@@ -14,7 +37,7 @@ rec {
        => "1.0"
   */
   readLock = path:
-    let data = builtins.fromTOML (builtins.readFile path);
+    let data = builtins.fromTOML (quoteDatetimes (builtins.readFile path));
     in if data ? lock-version then data
        else throw "nixlib: ${toString path} is not a pylock.toml (no lock-version key)";
 
@@ -30,7 +53,7 @@ rec {
   selectTarget = { lock, target ? null, pythonVersion ? null, lockPath ? "pylock.toml" }:
     let
       targets = lock.tool.wheelhouse.targets or
-        (throw "nixlib: ${lockPath} has no [tool.wheelhouse] targets; create the lock with `wheelhouse lock`");
+        (throw "nixlib: ${lockPath} has no [tool.wheelhouse] targets (it was created by ${lock.created-by or "another tool"}); add them, keeping every pin, with `wheelhouse lock --from ${lockPath} --python <the env's interpreter> -o ${lockPath}`");
       names = toJSON (map (t: t.name) targets);
       byName = filter (t: t.name == target) targets;
       byVersion = filter (t: t.python-version == pythonVersion) targets;

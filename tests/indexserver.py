@@ -108,11 +108,14 @@ class IndexServer:
         files_base: str | None = None,
         tls: tuple[Path, Path] | None = None,
         hashes: bool = True,
+        upload_time: str | None = None,
     ) -> None:
         """``requires_python``/``yanked``: per file name; ``json_api=False``: HTML only;
         ``ranges=False``: no ``Range`` support; ``files_base``: absolute base URL for file links
         (another server); ``tls``: ``(certfile, keyfile)`` to serve HTTPS; ``hashes=False``:
-        file links without hashes (plain HTML indexes, find-links pages)."""
+        file links without hashes (plain HTML indexes, find-links pages); ``upload_time``: an
+        ISO 8601 time every file carries as PEP 700 ``upload-time`` in JSON (uv copies it into
+        its locks as a TOML datetime)."""
         self.root = Path(root)
         self.requires_python: dict[str, str] = dict(requires_python or {})
         self.yanked: dict[str, str] = dict(yanked or {})
@@ -121,6 +124,7 @@ class IndexServer:
         self.files_base = files_base
         self.tls = tls
         self.hashes = hashes
+        self.upload_time = upload_time
         self.requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._auth: list[tuple[str, str]] = []  # (pattern, expected header)
@@ -380,6 +384,8 @@ class IndexServer:
                     item["requires-python"] = self.requires_python[filename]
                 if filename in self.yanked:
                     item["yanked"] = self.yanked[filename] or True
+                if self.upload_time is not None:
+                    item["upload-time"] = self.upload_time
                 json_files.append(item)
             versions = sorted({v for f in files if (v := (split_filename(f) or ("", ""))[1])})
             doc = {

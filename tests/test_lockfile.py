@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import tomli_w
-from contract import A_WHEEL, B_WHEEL, SHA_A, SHA_B, good_lock
+from contract import A_WHEEL, ADVICE, B_WHEEL, SHA_A, SHA_B, good_lock
 
 from wheelhouse import lockfile
 from wheelhouse.errors import LockError, SelectionError
+from wheelhouse.targets import make_target
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:
@@ -128,3 +129,73 @@ def test_standard_selection_for_locks_without_tool_table(tmp_path: Path) -> None
 
 def test_render_is_deterministic_and_valid() -> None:
     assert lockfile.render(good_lock()) == lockfile.render(copy.deepcopy(good_lock()))
+
+
+def foreign(**extra_package: Any) -> dict[str, Any]:
+    """good_lock() as another tool writes it (no [tool.wheelhouse]), plus one more package."""
+    data = good_lock()
+    del data["tool"]
+    data["created-by"] = "uv"
+    data["packages"].append({"name": "myapp", **extra_package})
+    return data
+
+
+def test_the_projects_own_directory_entry_is_the_project(tmp_path: Path) -> None:
+    """uv exports a packaged project as `directory = { path = ".", editable = true }`."""
+    lock = lockfile.load(write(tmp_path, foreign(directory={"path": ".", "editable": True})))
+    assert lock.project is not None and lock.project.name == "myapp"
+    assert [a.package for a in lockfile.artifacts_for(lock, None)] == ["alpha", "beta"]
+    # Our own lock records it by name, so it is recognised wherever the lock is copied to.
+    data = good_lock()
+    data["packages"].append({"name": "myapp", "directory": {"path": "../somewhere"}})
+    data["tool"]["wheelhouse"]["project"] = "myapp"
+    lock = lockfile.load(write(tmp_path, data))
+    assert lock.project is not None and lock.project.name == "myapp"
+    assert "myapp" not in {a.package for a in lockfile.artifacts_for(lock, lock.targets[0])}
+
+
+OTHER_SOURCES = {
+    "another directory": (
+        {"version": "1.0", "directory": {"path": "libs/helper"}},
+        ["package myapp 1.0", "'libs/helper'", "make a wheel", "--no-emit-workspace"],
+    ),
+    "vcs": (
+        {
+            "version": "1.0",
+            "vcs": {"type": "git", "url": "https://g.example/x.git", "commit-id": "0" * 40},
+        },
+        ["package myapp 1.0", "git", "https://g.example/x.git", "use a released version"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_SOURCES))
+def test_other_sources_are_one_clear_error(tmp_path: Path, case: str) -> None:
+    extra, needles = OTHER_SOURCES[case]
+    path = write(tmp_path, foreign(**extra))
+    with pytest.raises(LockError) as err:
+        lockfile.load(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and ADVICE.search(message)
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_foreign_locks_prefer_none_any_and_respect_environments(tmp_path: Path) -> None:
+    """Files of another tool's lock are chosen like wheelhouse's own (a none-any wheel over a
+    binary one, which the PEP 751 tag order alone would take); its environments are checked."""
+    data = foreign(directory={"path": ".", "editable": True})
+    binary = "alpha-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
+    data["packages"][0]["wheels"].append(
+        {"name": binary, "url": f"https://example.org/{binary}", "hashes": {"sha256": SHA_B}}
+    )
+    target = make_target("3.11")
+    lock = lockfile.load(write(tmp_path, data))
+    assert [a.filename for a in lockfile.artifacts_for(lock, None, target)] == [A_WHEEL, B_WHEEL]
+    data["environments"] = ['sys_platform == "win32"']
+    lock = lockfile.load(write(tmp_path, data))
+    with pytest.raises(SelectionError) as err:
+        lockfile.artifacts_for(lock, None, target)
+    message = str(err.value)
+    assert "created by uv" in message and f"Python {target.full_version}" in message
+    assert "re-lock" in message

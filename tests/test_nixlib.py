@@ -60,8 +60,13 @@ THROWS = {
         ["ghost-1-py3-none-any.whl", "wheelhouse lock"],
     ),
     "lock without targets": (
-        '(import ./nixlib).selectTarget { lock = { lock-version = "1.0"; packages = []; }; }',
-        ["no [tool.wheelhouse] targets"],
+        '(import ./nixlib).selectTarget { lock = { lock-version = "1.0"; created-by = "uv"; '
+        'packages = []; }; lockPath = "/p/pylock.toml"; }',
+        [
+            "/p/pylock.toml has no [tool.wheelhouse] targets",
+            "created by uv",
+            "wheelhouse lock --from /p/pylock.toml",
+        ],
     ),
     "bad python argument": ("(import ./nixlib).toInterpreter 3", ["a int"]),
     "override of a package that is not an sdist": (

@@ -52,3 +52,31 @@ def test_bad_versions(spec: str) -> None:
 def test_interpreter_that_cannot_run(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot run it"):
         make_target(str(tmp_path / "no-python"))
+
+
+@pytest.mark.skipif(not Path(HOST_PYTHON).exists(), reason="needs Debian's /usr/bin/python3")
+def test_interpreter_path_target_has_the_interpreters_own_marker_environment() -> None:
+    """Markers of other tools' locks are evaluated with what the target reports, not with this
+    interpreter's values patched."""
+    import json
+    import subprocess
+
+    code = (
+        "import json, platform, sys; print(json.dumps([platform.python_version(), "
+        "'%d.%d.%d' % sys.implementation.version[:3], platform.python_implementation()]))"
+    )
+    full, impl, name = json.loads(
+        subprocess.run([HOST_PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    env = make_target(HOST_PYTHON).environment()
+    assert (env["python_full_version"], env["implementation_version"]) == (full, impl)
+    assert env["platform_python_implementation"] == name
+    assert env["python_version"] == ".".join(full.split(".")[:2])
+
+
+def test_a_program_that_is_not_python(tmp_path: Path) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho hello\n")
+    fake.chmod(0o755)
+    with pytest.raises(UsageError, match="does not answer like a Python interpreter"):
+        make_target(str(fake))

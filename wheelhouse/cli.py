@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from packaging.utils import canonicalize_name
 
@@ -39,7 +39,7 @@ from wheelhouse.errors import (
 )
 from wheelhouse.fetch import fetch
 from wheelhouse.install import RunpathPass, install_env, local_artifact
-from wheelhouse.lock import Options, build_lock, write_lock
+from wheelhouse.lock import Options, build_lock, build_lock_from, write_lock
 from wheelhouse.model import Artifact
 from wheelhouse.project import (
     ProjectInfo,
@@ -49,7 +49,8 @@ from wheelhouse.project import (
     read_project,
 )
 from wheelhouse.resolve import Inputs, project_requirements
-from wheelhouse.targets import make_target
+from wheelhouse.selection import fits
+from wheelhouse.targets import Target, make_target
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +87,14 @@ def _add_lock_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("-c", "--constraint", action="append", default=[], type=Path, metavar="FILE")
     p.add_argument("--project", type=Path, help="project directory (its [project] dependencies)")
     p.add_argument("-o", "--output", type=Path, default=Path("pylock.toml"))
+    p.add_argument(
+        "--from",
+        dest="from_lock",
+        type=Path,
+        metavar="PYLOCK",
+        help="keep the pins of another tool's PEP 751 lock (uv, pip, pdm) and add "
+        "[tool.wheelhouse]: files per --python target, sdists' build environments, NAR hashes",
+    )
     _add_resolution_options(p)
 
 
@@ -101,7 +110,11 @@ def _add_resolution_options(p: argparse.ArgumentParser) -> None:
         help="target Python: a version or, best, the interpreter the env will run on "
         "(repeatable; default: the running interpreter)",
     )
-    p.add_argument("--index-url", "-i", default="https://pypi.org/simple")
+    p.add_argument(
+        "--index-url",
+        "-i",
+        help="default: the public index (with --from: the indexes the lock names, if any)",
+    )
     p.add_argument("--extra-index-url", action="append", default=[])
     p.add_argument("--find-links", "-f", action="append", default=[])
     p.add_argument(
@@ -158,6 +171,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("lock", type=Path)
     p.add_argument("-d", "--dest", type=Path, required=True)
     _add_target_option(p)
+    p.add_argument(
+        "--python",
+        help="interpreter the env runs on: picks its lock target, or, in a lock without "
+        "[tool.wheelhouse], the files for it (default: this one)",
+    )
     _add_download_options(p)
     p.add_argument(
         "--no-verify-nar",
@@ -358,7 +376,22 @@ def _downloader(args: argparse.Namespace, base_dir: Path | None) -> Downloader:
     return Downloader(cache, jobs=args.jobs, base_dir=base_dir)
 
 
+def _index_options(args: argparse.Namespace, named: Sequence[str] = ()) -> dict[str, Any]:
+    """Index options for ``Inputs``; without --index-url, the indexes a lock names (if any)."""
+    urls: list[str] = [args.index_url] if args.index_url else list(named)
+    first, others = (urls[0], urls[1:]) if urls else (None, [])
+    options: dict[str, Any] = {
+        "extra_index_urls": tuple(dict.fromkeys([*others, *args.extra_index_url])),
+        "find_links": tuple(args.find_links),
+    }
+    if first is not None:
+        options["index_url"] = first
+    return options
+
+
 def _cmd_lock(args: argparse.Namespace) -> int:
+    if getattr(args, "from_lock", None) is not None:  # `init` has no --from
+        return _cmd_lock_from(args)
     reqs = list(args.requirements)
     project = args.project
     if project is None and len(reqs) == 1 and os.path.isfile(Path(reqs[0], "pyproject.toml")):
@@ -374,14 +407,10 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         requirements=tuple(reqs),
         requirement_files=tuple(args.requirement),
         constraint_files=tuple(args.constraint),
-        index_url=args.index_url,
-        extra_index_urls=tuple(args.extra_index_url),
-        find_links=tuple(args.find_links),
         no_binary=tuple(args.no_binary),
+        **_index_options(args),
     )
-    targets = [make_target(v) for v in args.python] or [make_target(None)]
-    if len({t.name for t in targets}) != len(targets):
-        raise UsageError("--python names the same version twice")
+    targets = _lock_targets(args)
     output = args.output.absolute()
     data = build_lock(
         inputs,
@@ -393,27 +422,74 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         ),
         project=info,
     )
+    _report_lock(data, output, args.output)
+    return 0
+
+
+def _lock_targets(args: argparse.Namespace) -> list[Target]:
+    targets = [make_target(v) for v in args.python] or [make_target(None)]
+    if len({t.name for t in targets}) != len(targets):
+        raise UsageError("--python names the same version twice")
+    return targets
+
+
+def _report_lock(data: dict[str, Any], output: Path, shown: Path) -> None:
     write_lock(data, output)
     n = len(data["packages"])
     print(
-        f"wrote {args.output}: {n} packages, targets "
+        f"wrote {shown}: {n} packages, targets "
         + ", ".join(t["name"] for t in data["tool"]["wheelhouse"]["targets"]),
         file=sys.stderr,
     )
+
+
+def _cmd_lock_from(args: argparse.Namespace) -> int:
+    given = [
+        opt
+        for opt, value in [
+            ("requirements", args.requirements),
+            ("-r", args.requirement),
+            ("-c", args.constraint),
+            ("--project", args.project),
+            ("--extra", args.extra),
+            ("--group", args.group),
+        ]
+        if value
+    ]
+    if given:
+        raise UsageError(
+            f"--from keeps the pins of {args.from_lock} and resolves nothing; drop "
+            f"{', '.join(given)} (or lock them without --from)"
+        )
+    foreign = lockfile.load(args.from_lock)
+    inputs = Inputs(no_binary=tuple(args.no_binary), **_index_options(args, foreign.indexes))
+    output = args.output.absolute()
+    data = build_lock_from(
+        foreign,
+        inputs,
+        _lock_targets(args),
+        output,
+        _downloader(args, foreign.directory),
+        Options(
+            prefer_binary=args.prefer_binary_wheels, no_binary=tuple(args.no_binary), jobs=args.jobs
+        ),
+    )
+    _report_lock(data, output, args.output)
+    _say_project(foreign)
     return 0
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
     project = args.project.absolute()
     if not (project / "pyproject.toml").is_file():
-        raise UsageError(
-            f"{project}: no pyproject.toml; create one with a [project] table first"
+        raise UsageError(f"{project}: no pyproject.toml; create one with a [project] table first")
+    files = {
+        "default.nix": scaffold.default_nix(
+            nixlib=args.nixlib or scaffold.own_nixlib(),
+            python=_first_interpreter(args.python),
+            lock_args=scaffold.lock_arguments(args.group, args.extra, args.python),
         )
-    files = {"default.nix": scaffold.default_nix(
-        nixlib=args.nixlib or scaffold.own_nixlib(),
-        python=_first_interpreter(args.python),
-        lock_args=scaffold.lock_arguments(args.group, args.extra, args.python),
-    )}
+    }
     if args.flake:
         files["flake.nix"] = scaffold.flake_nix(args.wheelhouse_url or scaffold.own_flake_url())
     scaffold.check_free(project, files, force=args.force)
@@ -433,10 +509,21 @@ def _first_interpreter(pythons: Sequence[str]) -> str:
     return os.path.realpath(sys.executable)
 
 
+def _say_project(lock: lockfile.Lock) -> None:
+    """One line for the project's ``directory`` entry in another tool's lock (uv exports one)."""
+    if lock.project is not None and lock.is_foreign:
+        print(
+            f"info: {lock.path}: {lock.project.name} is the project itself (a directory entry): "
+            "it is not fetched or installed as a dependency",
+            file=sys.stderr,
+        )
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     lock = lockfile.load(args.lock)
-    target = lockfile.choose_target(lock, args.target)
-    artifacts = lockfile.artifacts_for(lock, target)
+    python = make_target(args.python) if args.python else None
+    target = lockfile.choose_target(lock, args.target, python.version_string if python else None)
+    artifacts = lockfile.artifacts_for(lock, target, python)
     expected: bytes | None = None
     if target is not None and target.nar_hash and not args.no_verify_nar:
         try:
@@ -461,6 +548,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
                 f"{nar.sri(actual)}); the lock was edited by hand: regenerate it with "
                 "`wheelhouse lock`"
             )
+    _say_project(lock)
     return 0
 
 
@@ -475,10 +563,12 @@ def _require_file(art: Artifact, path: Path) -> None:
 
 def _cmd_install(args: argparse.Namespace) -> int:
     wheels: list[tuple[Artifact, Path]] = []
+    lock = None
     if args.lock is not None:
         if args.wheelhouse is None:
             raise UsageError("install: --wheelhouse DIR is needed with a lock; pass it")
-        wheels += _locked_wheels(args)
+        locked, lock = _locked_wheels(args)
+        wheels += locked
     elif not (args.wheel or args.editable):
         raise UsageError("install: nothing to install; give a lock, --wheel or --editable")
     for given in args.wheel:
@@ -501,26 +591,49 @@ def _cmd_install(args: argparse.Namespace) -> int:
         )
     for warning in report.warnings:
         print(f"warning: {escape(warning)}", file=sys.stderr)
+    if lock is not None:
+        _say_project(lock)
     return 0
 
 
-def _locked_wheels(args: argparse.Namespace) -> list[tuple[Artifact, Path]]:
+def _locked_wheels(
+    args: argparse.Namespace,
+) -> tuple[list[tuple[Artifact, Path]], lockfile.Lock]:
     lock = lockfile.load(args.lock)
-    target = lockfile.choose_target(lock, args.target)
-    runtime = [a for a in lockfile.artifacts_for(lock, target) if not a.build_only]
+    python = make_target(args.python) if args.python else make_target(None)
+    version = python.version_string if args.python else None
+    target = lockfile.choose_target(lock, args.target, version)
+    runtime = [a for a in lockfile.artifacts_for(lock, target, python) if not a.build_only]
     runtime = _exclude(runtime, args.exclude, args.lock)
     wheels = [(a, args.wheelhouse / a.filename) for a in runtime if a.kind == "wheel"]
     for art, path in wheels:
         _require_file(art, path)
     sdists = [a for a in runtime if a.kind == "sdist"]
     if sdists and args.built is None:
+        names = ", ".join(f"{a.package} {a.version} ({a.filename})" for a in sdists)
+        if target is None:
+            raise InstallError(
+                f"{args.lock} locks only an sdist for {names}, and a lock from "
+                f"{lock.created_by} records no build environment; run `wheelhouse lock --from "
+                f"{args.lock}` (it locks the build requirements), then `wheelhouse fetch`, "
+                "`wheelhouse build-sdists` and `install --built DIR` (or build with nixlib's "
+                "mkProject)"
+            )
         raise InstallError(
             f"{', '.join(a.filename for a in sdists)}: only an sdist is locked; build it into a "
             "wheel first (`wheelhouse build-sdists`, then `install --built DIR`) or lock a wheel"
         )
     if sdists:
         wheels += wheels_for_sdists(sdists, args.built)
-    return wheels
+    for art, _path in wheels:
+        if not fits(art.filename, python):
+            made = f"lock target {target.name}" if target else "it"
+            raise InstallError(
+                f"{art.filename} ({art.package} {art.version}) is not for {python.description}, "
+                f"{made} was made for another interpreter; choose this one's target with "
+                "--target, or lock for it with `wheelhouse lock --python PATH`"
+            )
+    return wheels, lock
 
 
 def _wheel_files(path: Path) -> list[Path]:
@@ -540,7 +653,8 @@ def _cmd_build_project(args: argparse.Namespace) -> int:
     if target is None:
         raise UsageError(
             f"{args.lock} has no [tool.wheelhouse] targets, so it records no build environment "
-            "for the project; create it with `wheelhouse lock PROJECT_DIR`"
+            "for the project; create it with `wheelhouse lock PROJECT_DIR`, or, keeping another "
+            f"tool's pins, `wheelhouse lock --from {args.lock}`"
         )
     overrides = load_overrides(args.overrides) if args.overrides else Overrides()
     chosen = isolation.choose(args.isolation, args.python)
@@ -585,7 +699,7 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
     if target is None:
         raise UsageError(
             f"{args.lock} has no [tool.wheelhouse] targets, so it records no build environments; "
-            "create it with `wheelhouse lock`"
+            f"add them, keeping its pins, with `wheelhouse lock --from {args.lock}`"
         )
     overrides = load_overrides(args.overrides) if args.overrides else Overrides()
     chosen = isolation.choose(args.isolation, args.python)

@@ -11,6 +11,7 @@ enter the wheelhouse but never the env, so ``build-sdists`` can later build offl
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import tempfile
@@ -26,7 +27,7 @@ from wheelhouse import __version__, build, index, lockfile, nar, sdist
 from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError
 from wheelhouse.model import Artifact
-from wheelhouse.project import ProjectInfo
+from wheelhouse.project import ProjectInfo, has_build_system, read_project
 from wheelhouse.resolve import Inputs, Resolved, check_url, resolve
 from wheelhouse.selection import Candidate, candidate_identity, select
 from wheelhouse.targets import Target
@@ -297,32 +298,9 @@ def build_lock(
     downloaded: dict[str, Path] = {}
     _download(list(completed.values()), downloader, completed, downloaded)
     builds = _BuildLocker(inputs, options, downloader, lock_dir, listings, completed, downloaded)
-
-    tool_targets = []
-    build_only: dict[str, list[Artifact]] = {}
-    for target in targets:
-        runtime = {a.filename for a in chosen[target.name]}
-        envs = builds.envs(target, [a for a in chosen[target.name] if a.kind == "sdist"])
-        project_build = builds.project_env(target, project, envs) if project else []
-        needed = {f for files in envs.values() for f in files} | set(project_build)
-        extra = sorted(needed - runtime)
-        build_only[target.name] = [completed[f] for f in extra]
-        files = {f: downloaded[f] for f in sorted(runtime | set(extra))}
-        entry: dict[str, Any] = {
-            "name": target.name,
-            "python-version": target.version_string,
-            "python-full-version": target.full_version,
-            "marker": target.marker,
-            "artifacts": sorted(runtime),
-        }
-        if extra:
-            entry["build-artifacts"] = extra
-        if envs:
-            entry["sdist-builds"] = {k: envs[k] for k in sorted(envs)}
-        if project is not None:
-            entry["project-build"] = project_build
-        entry["wheelhouse-nar-hash"] = nar.sri(nar.flat_directory_sha256(files))
-        tool_targets.append(entry)
+    tool_targets, build_only = _lock_targets(
+        targets, chosen, completed, downloaded, builds, project
+    )
     groups: dict[str, Any] = {}
     if any(build_only.values()):
         # Build-only packages carry a marker true only for this group, and no group is installed
@@ -350,6 +328,176 @@ def build_lock(
         "packages": packages,
         "tool": {"wheelhouse": {**tool, "targets": tool_targets}},
     }
+
+
+def _lock_targets(
+    targets: Sequence[Target],
+    chosen: dict[str, list[Artifact]],
+    completed: dict[str, Artifact],
+    downloaded: dict[str, Path],
+    builds: _BuildLocker,
+    project: ProjectInfo | None,
+) -> tuple[list[dict[str, Any]], dict[str, list[Artifact]]]:
+    """``[[tool.wheelhouse.targets]]`` from each target's chosen runtime files: the build
+    environments of its sdists and of the project (locked now), and the NAR hash of the
+    wheelhouse holding all of them. Also returns each target's build-only artifacts."""
+    tool_targets = []
+    build_only: dict[str, list[Artifact]] = {}
+    for target in targets:
+        runtime = {a.filename for a in chosen[target.name]}
+        envs = builds.envs(target, [a for a in chosen[target.name] if a.kind == "sdist"])
+        project_build = builds.project_env(target, project, envs) if project else []
+        needed = {f for files in envs.values() for f in files} | set(project_build)
+        extra = sorted(needed - runtime)
+        build_only[target.name] = [completed[f] for f in extra]
+        files = {f: downloaded[f] for f in sorted(runtime | set(extra))}
+        entry: dict[str, Any] = {
+            "name": target.name,
+            "python-version": target.version_string,
+            "python-full-version": target.full_version,
+            "marker": target.marker,
+            "artifacts": sorted(runtime),
+        }
+        if extra:
+            entry["build-artifacts"] = extra
+        if envs:
+            entry["sdist-builds"] = {k: envs[k] for k in sorted(envs)}
+        if project is not None:
+            entry["project-build"] = project_build
+        entry["wheelhouse-nar-hash"] = nar.sri(nar.flat_directory_sha256(files))
+        tool_targets.append(entry)
+    return tool_targets, build_only
+
+
+def build_lock_from(
+    foreign: lockfile.Lock,
+    inputs: Inputs,
+    targets: Sequence[Target],
+    output: Path,
+    downloader: Downloader,
+    options: Options = Options(),
+) -> dict[str, Any]:
+    """Another tool's PEP 751 lock with ``[tool.wheelhouse]`` added, every pin kept.
+
+    No resolution: the packages for each target are the lock's own (its markers, groups and
+    ``requires-python`` evaluated for that target), one file each chosen like ``build_lock``
+    does; only build environments are resolved (they are in no other tool's lock): the sdists',
+    and the project's when the lock has the project's ``directory`` entry (uv exports one) and
+    its source is there, as ``lock PROJECT_DIR`` does. They are recorded as extra build-only
+    packages. The foreign ``[[packages]]`` stay as they are, except that TOML datetimes (uv's
+    ``upload-time``, optional in PEP 751) are dropped, since Nix 2.8's ``fromTOML`` rejects
+    them, and relative ``path``s follow the lock to ``output``.
+    """
+    for url in (*inputs.indexes, *inputs.find_links):
+        downloader.remember_credentials(url)
+    chosen = {
+        t.name: lockfile.select_for(
+            foreign, t, prefer_binary=options.prefer_binary, no_binary=options.no_binary
+        )
+        for t in targets
+    }
+    completed = {a.filename: a for arts in chosen.values() for a in arts}
+    downloaded: dict[str, Path] = {}
+    _download(list(completed.values()), downloader, completed, downloaded)
+    lock_dir = output.parent
+    builds = _BuildLocker(inputs, options, downloader, lock_dir, {}, completed, downloaded)
+    project = None
+    if foreign.project is not None:
+        source = (foreign.directory / foreign.project.path).resolve()
+        if has_build_system(source):
+            project = read_project(source)
+    tool_targets, build_only = _lock_targets(
+        targets, chosen, completed, downloaded, builds, project
+    )
+
+    data, pins_from = _foreign_part(_without_datetimes(foreign.data))
+    data = _rebase_paths(data, foreign.directory, lock_dir)
+    listed = _file_names(data.get("packages", []))
+    new_only = {
+        name: [a for a in arts if a.filename not in listed] for name, arts in build_only.items()
+    }
+    packages = list(data.get("packages", []))
+    packages += _packages(targets, {t.name: [] for t in targets}, completed, new_only)
+    out = {k: v for k, v in data.items() if k not in ("created-by", "packages", "tool")}
+    if any(build_only.values()):
+        groups = list(out.get("dependency-groups") or [])
+        out["dependency-groups"] = groups if BUILD_GROUP in groups else [*groups, BUILD_GROUP]
+        out.setdefault("default-groups", [])
+    out["created-by"] = "wheelhouse"
+    out["packages"] = packages
+    tool: dict[str, Any] = {
+        "lock-format": lockfile.TOOL_FORMAT,
+        "version": __version__,
+        "pins-from": pins_from or foreign.created_by,
+    }
+    if foreign.project is not None:
+        tool["project"] = foreign.project.name
+    tool["targets"] = tool_targets
+    out["tool"] = {**data.get("tool", {}), "wheelhouse": tool}
+    return out
+
+
+def _foreign_part(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A lock with what an earlier ``lock --from`` added taken out (its ``[tool.wheelhouse]``,
+    build-only packages and group), so that running it again gives the same bytes; and the tool
+    the pins came from."""
+    tools = dict(data.get("tool") or {})
+    own = tools.pop(lockfile.TOOL_NAME, None)
+    if not isinstance(own, dict):
+        return data, None
+    data = dict(data, tool=tools) if tools else {k: v for k, v in data.items() if k != "tool"}
+    data["packages"] = [
+        p for p in data.get("packages", []) if BUILD_MARKER not in str(p.get("marker", ""))
+    ]
+    if "dependency-groups" in data:
+        data["dependency-groups"] = [g for g in data["dependency-groups"] if g != BUILD_GROUP]
+    pins_from = own.get("pins-from")
+    return data, str(pins_from) if pins_from else None
+
+
+def _file_names(packages: Sequence[dict[str, Any]]) -> set[str]:
+    """The file names of the wheels and sdists of ``[[packages]]`` tables (``name``, else the
+    last part of ``url`` or ``path``, as PEP 751 says)."""
+    names = set()
+    for pkg in packages:
+        for file in [*pkg.get("wheels", []), pkg.get("sdist")]:
+            if isinstance(file, dict):
+                location = str(file.get("url") or file.get("path") or "")
+                names.add(str(file.get("name") or location.rsplit("/", 1)[-1]))
+    return names
+
+
+def _without_datetimes(value: Any) -> Any:
+    """``value`` with every TOML date/time (and its key) removed."""
+    if isinstance(value, dict):
+        return {
+            k: _without_datetimes(v)
+            for k, v in value.items()
+            if not isinstance(v, datetime.date | datetime.time)
+        }
+    if isinstance(value, list):
+        return [
+            _without_datetimes(v) for v in value if not isinstance(v, datetime.date | datetime.time)
+        ]
+    return value
+
+
+def _rebase_paths(data: dict[str, Any], source: Path, dest: Path) -> dict[str, Any]:
+    """Relative ``path``s of files and directories, made relative to ``dest`` instead (absolute
+    when not below it)."""
+    if source.resolve() == dest.resolve():
+        return data
+
+    def rebase(table: Any) -> None:
+        if isinstance(table, dict) and isinstance(table.get("path"), str):
+            path = table["path"]
+            if not Path(path).is_absolute():
+                table["path"] = _lock_path(str(source / path), dest)
+
+    for pkg in data.get("packages", []):
+        for file in [*pkg.get("wheels", []), pkg.get("sdist"), pkg.get("directory")]:
+            rebase(file)
+    return data
 
 
 def _packages(

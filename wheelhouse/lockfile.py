@@ -4,7 +4,11 @@ Reading validates twice: first the standard (``packaging.pylock``), then what wh
 build safely (a sha256 for every file, no credentials in URLs, no ``path`` escaping the lock's
 directory, one artifact per package and target). ``[tool.wheelhouse]`` is a cache of decisions the
 standard data already implies (the chosen file per target, the wheelhouse NAR hash); dropping it
-leaves a lock any PEP 751 installer reads the same way. Packages needed only to build sdists are
+leaves a lock any PEP 751 installer reads the same way. A lock without it (uv, pip, pdm) is
+selected per target interpreter with the standard algorithm (markers, requires-python,
+environments), then one file per package with wheelhouse's own preference (``selection``).
+A ``directory`` entry is accepted only for the locked project itself (uv exports one): it is
+neither fetched nor installed. Packages needed only to build sdists are
 ``[[packages]]`` in the ``wheelhouse-build`` dependency group (not installed by default); each
 target lists them in ``build-artifacts`` and maps every sdist to its build environment in
 ``sdist-builds``.
@@ -19,12 +23,14 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import tomli_w
-from packaging.markers import default_environment
+from packaging.markers import Environment
 from packaging.pylock import (
+    Package,
+    PackageDirectory,
     PackageSdist,
     PackageWheel,
     Pylock,
@@ -36,6 +42,8 @@ from packaging.utils import canonicalize_name
 
 from wheelhouse.errors import LockError, SelectionError
 from wheelhouse.model import Artifact
+from wheelhouse.selection import Candidate, select
+from wheelhouse.targets import Target, make_target
 
 TOOL_NAME = "wheelhouse"
 TOOL_FORMAT = 1
@@ -78,10 +86,28 @@ class Lock:
     by_filename: Mapping[str, Artifact]
     """Every wheel and sdist the lock lists, verified to be safe to fetch."""
     project: LockedProject | None = None
+    """The project the lock is for (its ``directory`` entry): the user's source, never fetched
+    or installed as a dependency."""
+    data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The lock as parsed TOML: ``lock --from`` keeps it, adding ``[tool.wheelhouse]``."""
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def created_by(self) -> str:
+        return self.pylock.created_by or "another tool"
+
+    @property
+    def indexes(self) -> tuple[str, ...]:
+        """The package indexes the lock's entries name (``index``), first seen first."""
+        return tuple(dict.fromkeys(p.index for p in self.pylock.packages if p.index))
+
+    @property
+    def is_foreign(self) -> bool:
+        """No ``[tool.wheelhouse]`` targets: another tool's lock, chosen from per interpreter."""
+        return not self.targets
 
 
 def _fail(path: Path, message: str) -> LockError:
@@ -218,18 +244,31 @@ def load(path: Path) -> Lock:
             f"not a valid PEP 751 lock: {exc}{_package_hint(data, exc)}; fix that entry or "
             "regenerate the lock with `wheelhouse lock`",
         ) from None
-    by_filename: dict[str, Artifact] = {}
     tool = (data.get("tool") or {}).get(TOOL_NAME)
-    project_name = tool.get("project") if isinstance(tool, dict) else None
+    recorded = tool.get("project") if isinstance(tool, dict) else None
+    by_filename: dict[str, Artifact] = {}
     project: LockedProject | None = None
     for pkg in pylock.packages:
         version = str(pkg.version) if pkg.version else ""
         where = f"package {pkg.name} {version}".rstrip()
-        if pkg.directory and pkg.name == project_name:
+        if pkg.vcs:
+            raise _fail(
+                path,
+                f"{where}: a {pkg.vcs.type} source ({pkg.vcs.url or pkg.vcs.path}) pins no file "
+                "by hash; use a released version from an index instead, or make a wheel of it "
+                "and lock that file",
+            )
+        if pkg.directory:
+            if not _is_project(path, pkg, pkg.directory, recorded, tool is not None):
+                raise _fail(
+                    path,
+                    f"{where}: directory source {pkg.directory.path!r} is not the project next to "
+                    "the lock, and wheelhouse installs only files pinned by hash; make a wheel of "
+                    "it and lock that file, or drop it from the lock (uv: `uv export "
+                    "--no-emit-workspace`)",
+                )
             project = LockedProject(pkg.name, version or None, pkg.directory.path)
             continue
-        if pkg.vcs or pkg.directory:
-            raise _fail(path, f"{where}: vcs and directory sources are not supported; lock a wheel")
         if pkg.archive:
             raise _fail(path, f"{where}: direct archive sources are not supported; lock a wheel")
         dists: list[tuple[PackageWheel | PackageSdist, str]] = [
@@ -243,42 +282,81 @@ def load(path: Path) -> Lock:
             if previous is not None and previous.sha256 != art.sha256:
                 raise _fail(path, f"{art.filename} is listed twice with different hashes")
             by_filename[art.filename] = art
-    return Lock(path, pylock, _tool_targets(path, tool), by_filename, project)
+    return Lock(path, pylock, _tool_targets(path, tool), by_filename, project, data)
 
 
-def choose_target(lock: Lock, name: str | None) -> LockTarget | None:
-    """The ``[tool.wheelhouse]`` target to use; None for a lock without one (e.g. ``pip lock``)."""
+def _is_project(
+    path: Path, pkg: Package, source: PackageDirectory, recorded: Any, has_tool: bool
+) -> bool:
+    """Whether a ``directory`` entry is the project the lock is for: the one
+    ``[tool.wheelhouse] project`` names, or, in another tool's lock, the lock's own directory
+    (where uv writes it: ``path = "."``)."""
+    if has_tool:
+        return bool(pkg.name == recorded)
+    where = Path(source.path)
+    if not where.is_absolute():
+        where = path.parent / where
+    try:
+        return where.resolve() == path.parent.resolve()
+    except OSError:
+        return False
+
+
+def choose_target(
+    lock: Lock, name: str | None, python_version: str | None = None
+) -> LockTarget | None:
+    """The ``[tool.wheelhouse]`` target to use; None for a lock without one (e.g. ``pip lock``).
+
+    ``python_version`` (``X.Y`` of ``--python``) picks among several targets and must match the
+    chosen one; without it the running interpreter's version picks.
+    """
     if not lock.targets:
         if name is not None:
             raise _fail(
-                lock.path, f"has no [tool.wheelhouse] targets, so --target {name} is unknown"
+                lock.path,
+                f"has no [tool.wheelhouse] targets, so --target {name} is unknown; add them with "
+                f"`wheelhouse lock --from {lock.path}`",
             )
         return None
     names = ", ".join(t.name for t in lock.targets)
+    chosen = None
     if name is not None:
         for target in lock.targets:
             if target.name == name:
-                return target
+                chosen = target
+        if chosen is None:
+            raise _fail(
+                lock.path, f"has no target {name!r} (targets: {names}); choose one with --target"
+            )
+    elif len(lock.targets) == 1:
+        chosen = lock.targets[0]
+    else:
+        running = python_version or "{}.{}".format(*sys.version_info[:2])
+        for target in lock.targets:
+            if target.python_version == running:
+                chosen = target
+        if chosen is None:
+            raise _fail(lock.path, f"has several targets ({names}); choose one with --target")
+    if python_version is not None and chosen.python_version != python_version:
         raise _fail(
-            lock.path, f"has no target {name!r} (targets: {names}); choose one with --target"
+            lock.path,
+            f"target {chosen.name} is for Python {chosen.python_version}, but --python is Python "
+            f"{python_version}; choose its target with --target, or lock for it with "
+            "`wheelhouse lock --python PATH`",
         )
-    if len(lock.targets) == 1:
-        return lock.targets[0]
-    running = "{}.{}".format(*sys.version_info[:2])
-    for target in lock.targets:
-        if target.python_version == running:
-            return target
-    raise _fail(lock.path, f"has several targets ({names}); choose one with --target")
+    return chosen
 
 
-def artifacts_for(lock: Lock, target: LockTarget | None) -> list[Artifact]:
+def artifacts_for(
+    lock: Lock, target: LockTarget | None, python: Target | None = None
+) -> list[Artifact]:
     """What the wheelhouse of ``target`` holds: runtime artifacts, then build-only ones.
 
-    Without a target (a lock from another tool) the standard PEP 751 selection runs for this
-    interpreter, so a ``pip lock`` file works too.
+    Without a target (a lock from another tool) the standard PEP 751 selection runs for the
+    interpreter ``python`` (default: this one), so uv's, pip's and pdm's locks work too.
     """
     if target is None:
-        return _select_standard(lock)
+        return select_for(lock, python or make_target(None))
     chosen: list[Artifact] = []
     seen: dict[str, str] = {}
     for filename, build_only in [(f, False) for f in target.artifacts] + [
@@ -338,32 +416,69 @@ def build_envs(lock: Lock, target: LockTarget) -> dict[str, list[Artifact]]:
     return envs
 
 
-def _select_standard(lock: Lock) -> list[Artifact]:
-    env = default_environment()
-    if lock.pylock.requires_python and not lock.pylock.requires_python.contains(
-        env["python_full_version"], prereleases=True
-    ):
+def select_for(
+    lock: Lock,
+    target: Target,
+    *,
+    prefer_binary: bool = False,
+    no_binary: Sequence[str] = (),
+) -> list[Artifact]:
+    """The files of a lock without ``[tool.wheelhouse]`` for ``target``: the PEP 751 algorithm
+    (``environments``, ``requires-python``, markers and default groups, evaluated with the
+    target's marker environment and tags) decides which packages, then ``selection.select``
+    which file of each (a ``none-any`` wheel first), exactly as ``wheelhouse lock`` would."""
+    if not lock.pylock.packages:
+        raise _fail(
+            lock.path,
+            f"holds no packages (created by {lock.created_by}); the tool that wrote it may have "
+            "failed without an error (pdm exports `packages = []` when its own lock failed): run "
+            "that tool's lock command, fix what it reports, and export the lock again",
+        )
+    fit = f"{lock.path} (created by {lock.created_by}) does not fit {target.description}"
+    wanted = lock.pylock.requires_python
+    full = target.environment()["python_full_version"]
+    if wanted and not wanted.contains(full, prereleases=True):
         raise SelectionError(
-            f"{lock.path}: requires-python {lock.pylock.requires_python} excludes this "
-            f"interpreter (Python {env['python_full_version']}); use a matching interpreter"
+            f"{lock.path}: requires-python {wanted} excludes {target.description}; use a matching "
+            f"interpreter (--python PATH), or re-lock for that one with {lock.created_by}"
         )
     chosen: dict[str, Artifact] = {}
     try:
-        for pkg, dist in lock.pylock.select():
+        env = cast(Environment, target.environment())
+        for pkg, dist in lock.pylock.select(environment=env, tags=target.tags):
+            if (
+                isinstance(dist, PackageDirectory)
+                and lock.project
+                and pkg.name == lock.project.name
+            ):
+                continue
             if not isinstance(dist, PackageWheel | PackageSdist):
                 raise _fail(lock.path, f"package {pkg.name}: only wheels and sdists are supported")
-            art = lock.by_filename[dist.filename]
-            if pkg.name in chosen:
-                raise _fail(
-                    lock.path,
-                    f"two entries for {pkg.name} apply to this interpreter "
-                    f"({chosen[pkg.name].filename} and {art.filename}); fix their markers",
-                )
-            chosen[pkg.name] = art
+            files: list[PackageWheel | PackageSdist] = [*(pkg.wheels or ()), dist]
+            if pkg.sdist is not None:
+                files.append(pkg.sdist)
+            candidates = {
+                f.filename: Candidate(filename=f.filename, url=f.url, path=f.path) for f in files
+            }
+            version = str(pkg.version) if pkg.version else ""
+            cand = select(
+                pkg.name,
+                version,
+                list(candidates.values()),
+                target,
+                prefer_binary=prefer_binary,
+                no_binary=no_binary,
+            )
+            chosen[pkg.name] = lock.by_filename[cand.filename]
     except PylockSelectError as exc:
         raise SelectionError(
-            f"{lock.path}: {exc}; the lock does not fit this interpreter: fix the entries' "
-            "markers, or re-lock for this Python"
+            f"{fit}: {exc}; re-lock for that interpreter with {lock.created_by}, or pass the "
+            "env's interpreter with --python"
+        ) from None
+    except SelectionError as exc:
+        raise SelectionError(
+            f"{fit}: {exc}; re-lock for that interpreter with {lock.created_by}, or pass the "
+            "env's interpreter with --python"
         ) from None
     except PylockValidationError as exc:
         raise _fail(lock.path, str(exc)) from None

@@ -116,3 +116,18 @@ def select(
     raise SelectionError(
         f"{norm} {version}: no wheel or sdist fits target {target.name} (index offers: {offered})"
     )
+
+
+def fits(filename: str, target: Target) -> bool:
+    """Whether the target can load a wheel (one of its tags is the target's); sdists fit.
+
+    The last check before installing: a lock target made for another interpreter, or a wheel
+    built elsewhere, must not put extension modules the env cannot import into it silently.
+    """
+    if not filename.endswith(".whl"):
+        return True
+    try:
+        file_tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return True  # install reports malformed names with their package
+    return not file_tags.isdisjoint(target.tags)

@@ -6,10 +6,12 @@ the running platform is always the platform (cross-platform locks are out of sco
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from packaging import tags
@@ -30,6 +32,8 @@ class Target:
     """An interpreter to resolve with (``pip --python``), when the user named one."""
     machine: str = platform.machine().lower()
     os: str = sys.platform
+    markers: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    """The PEP 508 marker environment the interpreter reported (for a target given by path)."""
 
     @property
     def name(self) -> str:
@@ -53,8 +57,17 @@ class Target:
             f' and platform_machine == "{platform.machine()}"'
         )
 
+    @property
+    def description(self) -> str:
+        """The target as people name it in messages: its interpreter or its version."""
+        where = self.interpreter or ("this interpreter" if self.is_running else None)
+        return f"Python {self.full_version}" + (f" ({where})" if where else "")
+
     def environment(self) -> dict[str, str]:
-        """Marker environment for evaluating dependency markers on this target."""
+        """Marker environment for evaluating dependency markers on this target: the one the
+        interpreter reported, else this interpreter's with the target's Python version."""
+        if self.markers is not None:
+            return dict(self.markers)
         env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
         env["python_version"] = self.version_string
         env["python_full_version"] = self.full_version
@@ -73,10 +86,36 @@ def _tags_for(pyver: tuple[int, int]) -> tuple[tags.Tag, ...]:
     return tuple(seq)
 
 
-def _query(interpreter: str) -> str:
+_MARKERS = """
+import json, os, platform, sys
+def fmt(info):
+    version = "{0.major}.{0.minor}.{0.micro}".format(info)
+    if info.releaselevel != "final":
+        version += info.releaselevel[0] + str(info.serial)
+    return version
+print(json.dumps({
+    "implementation_name": sys.implementation.name,
+    "implementation_version": fmt(sys.implementation.version),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}))
+"""
+"""What ``packaging.markers.default_environment()`` computes, with the standard library only:
+the target interpreter need not have ``packaging``."""
+
+
+def _query(interpreter: str) -> dict[str, str]:
+    """The interpreter's marker environment, asked from the interpreter itself."""
     try:
         proc = subprocess.run(
-            [interpreter, "-I", "-c", "import platform; print(platform.python_version())"],
+            [interpreter, "-I", "-c", _MARKERS],
             capture_output=True,
             text=True,
             check=True,
@@ -84,7 +123,16 @@ def _query(interpreter: str) -> str:
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise UsageError(f"--python {interpreter}: cannot run it ({exc})") from None
-    return proc.stdout.strip()
+    try:
+        markers = json.loads(proc.stdout)
+        if not isinstance(markers, dict):
+            raise ValueError(markers)
+        return {str(k): str(v) for k, v in markers.items()}
+    except ValueError:
+        raise UsageError(
+            f"--python {interpreter}: it does not answer like a Python interpreter (it printed "
+            f"{proc.stdout.strip()[:80]!r}); give the path of a python executable"
+        ) from None
 
 
 def make_target(spec: str | None = None) -> Target:
@@ -98,10 +146,12 @@ def make_target(spec: str | None = None) -> Target:
     if spec is None:
         return Target(sys.version_info[:2], tuple(tags.sys_tags()), platform.python_version())
     interpreter = None
+    markers = None
     full = spec
     if os.sep in spec or not spec[:1].isdigit():
         interpreter = spec
-        full = _query(spec)
+        markers = _query(spec)
+        full = markers.get("python_full_version", "")
     parts = full.split(".")
     if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts) or parts[0] != "3":
         raise UsageError(
@@ -112,4 +162,4 @@ def make_target(spec: str | None = None) -> Target:
         if interpreter is None and pyver == sys.version_info[:2]:
             return make_target(None)
         full += ".0"
-    return Target(pyver, _tags_for(pyver), full, interpreter)
+    return Target(pyver, _tags_for(pyver), full, interpreter, markers=markers)
