@@ -47,7 +47,7 @@ in
      Type: wheelhouseArgs :: Derivation -> [String] -> [String]
 
      Example:
-       wheelhouseArgs tool [ "fetch" ./pylock.toml "--dest" (builtins.placeholder "out") ]
+       wheelhouseArgs tool [ "fetch" ./pylock.toml "--wheelhouse" (builtins.placeholder "out") ]
        => [ "-I" "-B" "-c" "..." "/nix/store/...-wheelhouse-tool/lib/wheelhouse" "fetch" ... ]
   */
   wheelhouseArgs = tool: args:

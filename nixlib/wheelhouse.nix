@@ -39,7 +39,7 @@ in
       system = py.system;
       builder = py.executable;
       args = toolLib.wheelhouseArgs tool
-        [ "fetch" lock "--dest" (builtins.placeholder "out") "--target" chosen.name "--no-cache" ];
+        [ "fetch" lock "--wheelhouse" (builtins.placeholder "out") "--target" chosen.name "--no-cache" ];
       outputHashMode = "recursive";
       outputHashAlgo = "sha256";
       outputHash = hash;

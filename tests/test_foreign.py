@@ -552,7 +552,7 @@ def test_a_target_for_another_python_is_refused(
 ) -> None:
     lock, wheelhouse, prefix = tmp_path / "pylock.toml", tmp_path / "wh", tmp_path / "env"
     outcome = run_cli(
-        capsys, "lock", "delta", "--python", "3.12", "-i", index.simple_url, "-o", lock
+        capsys, "lock", "delta", "--python-version", "3.12", "-i", index.simple_url, "-o", lock
     )
     assert_ok(outcome)
     assert_ok(run_cli(capsys, "fetch", lock, "-d", wheelhouse))

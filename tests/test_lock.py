@@ -86,7 +86,9 @@ def test_prefer_binary_wheels_takes_pips_choice(demo: IndexServer, tmp_path: Pat
 
 
 def test_two_pythons_in_one_lock(demo: IndexServer, tmp_path: Path) -> None:
-    data = lock(demo, tmp_path / "pylock.toml", "--python", "3.11", "--python", "3.12")
+    data = lock(
+        demo, tmp_path / "pylock.toml", "--python-version", "3.11", "--python-version", "3.12"
+    )
     names = [t["name"] for t in data["tool"]["wheelhouse"]["targets"]]
     assert names == ["cp311-linux-x86_64", "cp312-linux-x86_64"]
     assert "delta-1.0-cp312-cp312-manylinux_2_17_x86_64.whl" in chosen(data, 1)

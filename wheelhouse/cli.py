@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sys
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 
 from packaging.utils import canonicalize_name
 
-from wheelhouse import __version__, export, isolation, lockfile, nar, rpath, scaffold
+from wheelhouse import __version__, export, isolation, lockfile, nar, rpath, scaffold, ui
 from wheelhouse.build import (
     Overrides,
     build_project,
@@ -53,9 +54,30 @@ from wheelhouse.selection import fits
 from wheelhouse.targets import Target, make_target
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that states each option's default where it has one (a value, not "off")."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100, max_help_position=32)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        shown = "%(default)" in text or "default:" in text
+        if action.option_strings and not shown and action.default not in _NO_DEFAULT:
+            text += " (default: %(default)s)"
+        return text
+
+
+_NO_DEFAULT: tuple[object, ...] = (None, False, [], argparse.SUPPRESS)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad command line is one ``error:`` line like every other error (argparse
-    prints the usage block and ``prog: error: ...``)."""
+    prints the usage block and ``prog: error: ...``), and help states the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(
@@ -83,10 +105,34 @@ def _add_lock_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="REQ",
         help="requirement specifiers, or a project directory with pyproject.toml",
     )
-    p.add_argument("-r", "--requirement", action="append", default=[], type=Path, metavar="FILE")
-    p.add_argument("-c", "--constraint", action="append", default=[], type=Path, metavar="FILE")
-    p.add_argument("--project", type=Path, help="project directory (its [project] dependencies)")
-    p.add_argument("-o", "--output", type=Path, default=Path("pylock.toml"))
+    p.add_argument(
+        "-r",
+        "--requirement",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a requirements file (repeatable)",
+    )
+    p.add_argument(
+        "-c",
+        "--constraint",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a constraints file (repeatable)",
+    )
+    p.add_argument(
+        "--project",
+        type=Path,
+        metavar="DIR",
+        help="project directory: its [project] dependencies, and the project itself when it "
+        "declares a [build-system]",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, default=Path("pylock.toml"), metavar="FILE", help="the lock"
+    )
     p.add_argument(
         "--from",
         dest="from_lock",
@@ -100,23 +146,60 @@ def _add_lock_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _add_resolution_options(p: argparse.ArgumentParser) -> None:
     """What ``lock`` and ``init`` share: how to resolve and for which Pythons."""
-    p.add_argument("--extra", action="append", default=[], help="project extra to include")
-    p.add_argument("--group", action="append", default=[], help="dependency group to include")
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="project extra to include (repeatable)",
+    )
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="dependency group to include (repeatable)",
+    )
     p.add_argument(
         "--python",
         action="append",
         default=[],
-        metavar="X.Y|X.Y.Z|PATH",
-        help="target Python: a version or, best, the interpreter the env will run on "
-        "(repeatable; default: the running interpreter)",
+        type=_interpreter,
+        metavar="PATH",
+        help="a target: the interpreter the env will run on, the best choice (repeatable; "
+        "default: the running interpreter)",
+    )
+    p.add_argument(
+        "--python-version",
+        action="append",
+        default=[],
+        type=_version,
+        metavar="X.Y[.Z]",
+        help="a target given by version only: resolved from wheels, for this platform "
+        "(repeatable)",
     )
     p.add_argument(
         "--index-url",
         "-i",
-        help="default: the public index (with --from: the indexes the lock names, if any)",
+        metavar="URL",
+        help="the package index (default: the public index; with --from: the indexes the lock "
+        "names, if any)",
     )
-    p.add_argument("--extra-index-url", action="append", default=[])
-    p.add_argument("--find-links", "-f", action="append", default=[])
+    p.add_argument(
+        "--extra-index-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another index to search (repeatable)",
+    )
+    p.add_argument(
+        "--find-links",
+        "-f",
+        action="append",
+        default=[],
+        metavar="DIR|URL",
+        help="a directory or page of files to search too (repeatable)",
+    )
     p.add_argument(
         "--prefer-binary-wheels",
         action="store_true",
@@ -133,9 +216,14 @@ def _add_resolution_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_download_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", type=Path, help="artifact cache (default: XDG cache dir)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        metavar="DIR",
+        help="artifact cache (default: $WHEELHOUSE_CACHE_DIR, else $XDG_CACHE_HOME/wheelhouse)",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
-    p.add_argument("--jobs", "-j", type=_jobs, default=8, help="parallel downloads")
+    p.add_argument("--jobs", "-j", type=_jobs, default=8, metavar="N", help="parallel downloads")
 
 
 def _add_isolation_option(p: argparse.ArgumentParser) -> None:
@@ -153,7 +241,8 @@ def _add_target_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target",
         "-t",
-        help="lock target name (default: the only one, or the one for the running Python)",
+        metavar="NAME",
+        help="lock target (default: the only one, or the one for --python's version)",
     )
 
 
@@ -168,11 +257,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_lock_parser(sub)
 
     p = sub.add_parser("fetch", help="download a target's artifacts into one flat directory")
-    p.add_argument("lock", type=Path)
-    p.add_argument("-d", "--dest", type=Path, required=True)
+    p.add_argument("lock", type=Path, metavar="PYLOCK", help="the lock (pylock.toml)")
+    _add_wheelhouse_option(
+        p, "the wheelhouse directory to fill (created if missing)", required=False
+    )
+    p.add_argument(
+        "-d", "--dest", type=Path, dest="wheelhouse", metavar="DIR", help=argparse.SUPPRESS
+    )
     _add_target_option(p)
     p.add_argument(
         "--python",
+        metavar="PATH",
         help="interpreter the env runs on: picks its lock target, or, in a lock without "
         "[tool.wheelhouse], the files for it (default: this one)",
     )
@@ -185,9 +280,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("install", help="install a target's wheels into one prefix")
     p.add_argument(
-        "lock", type=Path, nargs="?", help="the lock (omit it to install only --wheel/--editable)"
+        "lock",
+        type=Path,
+        nargs="?",
+        metavar="PYLOCK",
+        help="the lock (omit it to install only --wheel/--editable)",
     )
-    p.add_argument("--wheelhouse", "-w", type=Path, help="the fetched wheelhouse (with a lock)")
+    _add_wheelhouse_option(p, "the fetched wheelhouse (with a lock)", required=False)
     p.add_argument(
         "--wheel",
         action="append",
@@ -210,11 +309,17 @@ def _parser() -> argparse.ArgumentParser:
         help="the working tree the editable .pth points at (default: PROJECT_DIR; its src/ in a "
         "src layout)",
     )
-    p.add_argument("--prefix", type=Path, required=True)
+    p.add_argument(
+        "--prefix", type=Path, required=True, metavar="DIR", help="the env to create (venv layout)"
+    )
     _add_target_option(p)
-    p.add_argument("--python", help="interpreter the env runs on (default: this one)")
+    p.add_argument(
+        "--python", metavar="PATH", help="interpreter the env runs on (default: this one)"
+    )
     p.add_argument("--no-compile", action="store_true", help="do not write .pyc files")
-    p.add_argument("--jobs", "-j", type=_jobs, default=None, help="worker processes")
+    p.add_argument(
+        "--jobs", "-j", type=_jobs, metavar="N", help="worker processes (default: CPU count)"
+    )
     p.add_argument("--replace", action="store_true", help="replace an existing prefix")
     p.add_argument(
         "--built",
@@ -257,12 +362,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "build-sdists", help="build a target's sdists into wheels, offline, from the wheelhouse"
     )
-    p.add_argument("lock", type=Path)
-    p.add_argument("--wheelhouse", "-w", type=Path, required=True)
-    p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheels")
+    p.add_argument("lock", type=Path, metavar="PYLOCK", help="the lock (pylock.toml)")
+    _add_wheelhouse_option(p, "the fetched wheelhouse: the sdists and their build systems")
+    p.add_argument(
+        "--output", "-o", type=Path, required=True, metavar="DIR", help="directory for the wheels"
+    )
     _add_target_option(p)
-    p.add_argument("--python", help="interpreter to build for (default: this one)")
-    p.add_argument("--jobs", "-j", type=_jobs, default=1, help="parallel builds")
+    p.add_argument(
+        "--python", metavar="PATH", help="interpreter to build for (default: this one)"
+    )
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N", help="parallel builds")
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
     p.add_argument(
         "--exclude",
@@ -277,13 +386,19 @@ def _parser() -> argparse.ArgumentParser:
         "build-project",
         help="build the locked project into a wheel, offline, with its locked build system",
     )
-    p.add_argument("lock", type=Path)
+    p.add_argument("lock", type=Path, metavar="PYLOCK", help="the project's lock (pylock.toml)")
     p.add_argument("--project", type=Path, required=True, metavar="DIR", help="project source")
-    p.add_argument("--wheelhouse", "-w", type=Path, required=True)
-    p.add_argument("--output", "-o", type=Path, required=True, help="directory for the wheel")
+    _add_wheelhouse_option(p, "the fetched wheelhouse: the project's locked build system")
+    p.add_argument(
+        "--output", "-o", type=Path, required=True, metavar="DIR", help="directory for the wheel"
+    )
     _add_target_option(p)
-    p.add_argument("--python", help="interpreter to build for (default: this one)")
-    p.add_argument("--jobs", "-j", type=_jobs, default=1, help="parallel builds of sdists it needs")
+    p.add_argument(
+        "--python", metavar="PATH", help="interpreter to build for (default: this one)"
+    )
+    p.add_argument(
+        "--jobs", "-j", type=_jobs, default=1, metavar="N", help="parallel builds of its sdists"
+    )
     p.add_argument("--overrides", type=Path, metavar="FILE.json", help="per-package build inputs")
     _add_isolation_option(p)
 
@@ -292,7 +407,12 @@ def _parser() -> argparse.ArgumentParser:
         help="start a project: write its default.nix (and flake.nix) and its first lock",
     )
     p.add_argument(
-        "project", type=Path, nargs="?", default=Path("."), help="project directory (default: .)"
+        "project",
+        type=Path,
+        nargs="?",
+        default=Path("."),
+        metavar="PROJECT_DIR",
+        help="project directory (default: .)",
     )
     p.add_argument("--flake", action="store_true", help="write flake.nix too")
     p.add_argument("--force", action="store_true", help="overwrite existing Nix files")
@@ -312,7 +432,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", help="write a target's runtime files as a requirements.txt with hashes"
     )
-    p.add_argument("lock", type=Path)
+    p.add_argument("lock", type=Path, metavar="PYLOCK", help="the lock (pylock.toml)")
     p.add_argument("--format", choices=export.FORMATS, default="requirements", help="output format")
     _add_target_option(p)
     p.add_argument(
@@ -324,9 +444,18 @@ def _parser() -> argparse.ArgumentParser:
         help="pin each file by its URL (`name @ URL`) instead of `name==version` on an index",
     )
     p = sub.add_parser("image", help="an env prefix as a layered, reproducible OCI image")
-    p.add_argument("prefix", type=Path, help="env prefix made by `wheelhouse install`")
-    p.add_argument("--output", "-o", type=Path, required=True, help="new OCI layout dir or tar")
-    p.add_argument("--format", choices=["oci", "docker-archive"], default="oci")
+    p.add_argument(
+        "prefix", type=Path, metavar="PREFIX", help="env prefix made by `wheelhouse install`"
+    )
+    p.add_argument(
+        "--output", "-o", type=Path, required=True, metavar="PATH", help="new OCI layout dir or tar"
+    )
+    p.add_argument(
+        "--format",
+        choices=["oci", "docker-archive"],
+        default="oci",
+        help="an OCI image layout directory, or a tar `docker load` takes",
+    )
     p.add_argument("--compression", choices=["gzip", "none"], help="default: gzip for oci")
     p.add_argument(
         "--closure",
@@ -344,19 +473,40 @@ def _parser() -> argparse.ArgumentParser:
         help="absolute path to add as is, e.g. an interpreter outside the Nix store",
     )
     p.add_argument("--layers", type=Path, metavar="FILE", help="layer spec: packages per line")
-    p.add_argument("--max-layers", type=int, default=100)
-    p.add_argument("--name", default="python-env")
-    p.add_argument("--tag", default="latest")
+    p.add_argument(
+        "--max-layers", type=_jobs, default=100, metavar="N", help="most layers the image may have"
+    )
+    p.add_argument("--name", default="python-env", metavar="NAME", help="image name")
+    p.add_argument("--tag", default="latest", metavar="TAG", help="image tag")
     p.add_argument(
         "--entrypoint", action="append", metavar="ARG", help="default: PREFIX/bin/python"
     )
-    p.add_argument("--cmd", action="append", default=[], metavar="ARG")
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--workdir", default="/")
-    p.add_argument("--user")
     p.add_argument(
-        "--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1), help="parallel layers"
+        "--cmd", action="append", default=[], metavar="ARG", help="Cmd argument (repeatable)"
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variable of the image (repeatable)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="image label / OCI annotation (repeatable)",
+    )
+    p.add_argument("--workdir", default="/", metavar="DIR", help="working directory")
+    p.add_argument("--user", metavar="USER[:GROUP]", help="user the image runs as (default: root)")
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=_jobs,
+        default=min(2, os.cpu_count() or 1),
+        metavar="N",
+        help="layers written in parallel",
     )
     p.add_argument(
         "--image-prefix",
@@ -366,9 +516,58 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("nar-hash", help="Nix NAR sha256 of a path (like nix-hash --base32)")
-    p.add_argument("path", type=Path)
+    p.add_argument("path", type=Path, metavar="PATH", help="a file, directory or symlink")
     p.add_argument("--sri", action="store_true", help="print sha256-<base64>")
+    for command in sub.choices.values():
+        command.add_argument(
+            "-q", "--quiet", action="count", default=0, help="say less: errors and warnings only"
+        )
+        command.add_argument(
+            "-v", "--verbose", action="count", default=0, help="say more: timings, details"
+        )
     return parser
+
+
+def synopsis() -> str:
+    """Every command's usage, as the README lists them (``scripts/synopsis`` writes them there
+    and a test keeps the two equal): made from the parser, so they cannot drift apart."""
+    parser = _parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    blocks = []
+    for name, command in sub.choices.items():
+        shown = [
+            a
+            for a in command._actions
+            if not isinstance(a, argparse._HelpAction) and a.dest not in ("quiet", "verbose")
+        ]
+        formatter = _Help(f"wheelhouse {name}")
+        formatter.add_usage(None, shown, command._mutually_exclusive_groups, prefix="")
+        blocks.append(formatter.format_help().strip())
+    blocks.append("(every command also takes -h/--help, -q/--quiet and -v/--verbose)")
+    return "\n".join(blocks) + "\n"
+
+
+def _add_wheelhouse_option(p: argparse.ArgumentParser, text: str, required: bool = True) -> None:
+    """``--wheelhouse/-w``: the one name of the wheelhouse directory in every command."""
+    p.add_argument(
+        "--wheelhouse", "-w", type=Path, required=required, metavar="DIR", help=text
+    )
+
+
+def _interpreter(text: str) -> str:
+    """``--python`` names an interpreter; a bare version is ``--python-version``."""
+    if re.fullmatch(r"\d+(\.\d+){0,2}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a version; --python takes an interpreter path (use "
+            f"--python-version {text} for a version-only target)"
+        )
+    return text
+
+
+def _version(text: str) -> str:
+    if not re.fullmatch(r"\d+\.\d+(\.\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected X.Y or X.Y.Z, got {text!r}")
+    return text
 
 
 def _downloader(args: argparse.Namespace, base_dir: Path | None) -> Downloader:
@@ -427,19 +626,22 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _lock_targets(args: argparse.Namespace) -> list[Target]:
-    targets = [make_target(v) for v in args.python] or [make_target(None)]
+    given = [*args.python, *args.python_version]
+    targets = [make_target(v) for v in given] or [make_target(None)]
     if len({t.name for t in targets}) != len(targets):
-        raise UsageError("--python names the same version twice")
+        raise UsageError(
+            f"--python/--python-version name one Python version twice ({', '.join(given)}); "
+            "give each target once"
+        )
     return targets
 
 
 def _report_lock(data: dict[str, Any], output: Path, shown: Path) -> None:
     write_lock(data, output)
     n = len(data["packages"])
-    print(
+    ui.info(
         f"wrote {shown}: {n} packages, targets "
-        + ", ".join(t["name"] for t in data["tool"]["wheelhouse"]["targets"]),
-        file=sys.stderr,
+        + ", ".join(t["name"] for t in data["tool"]["wheelhouse"]["targets"])
     )
 
 
@@ -487,7 +689,9 @@ def _cmd_init(args: argparse.Namespace) -> int:
         "default.nix": scaffold.default_nix(
             nixlib=args.nixlib or scaffold.own_nixlib(),
             python=_first_interpreter(args.python),
-            lock_args=scaffold.lock_arguments(args.group, args.extra, args.python),
+            lock_args=scaffold.lock_arguments(
+                args.group, args.extra, args.python, args.python_version
+            ),
         )
     }
     if args.flake:
@@ -497,7 +701,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     args.project, args.output = project, project / "pylock.toml"
     _cmd_lock(args)
     for written in scaffold.write(project, files):
-        print(f"wrote {written}", file=sys.stderr)
+        ui.info(f"wrote {written}")
     return 0
 
 
@@ -512,14 +716,15 @@ def _first_interpreter(pythons: Sequence[str]) -> str:
 def _say_project(lock: lockfile.Lock) -> None:
     """One line for the project's ``directory`` entry in another tool's lock (uv exports one)."""
     if lock.project is not None and lock.is_foreign:
-        print(
+        ui.info(
             f"info: {lock.path}: {lock.project.name} is the project itself (a directory entry): "
-            "it is not fetched or installed as a dependency",
-            file=sys.stderr,
+            "it is not fetched or installed as a dependency"
         )
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    if args.wheelhouse is None:
+        raise UsageError("fetch: the wheelhouse directory is missing; pass --wheelhouse DIR")
     lock = lockfile.load(args.lock)
     python = make_target(args.python) if args.python else None
     target = lockfile.choose_target(lock, args.target, python.version_string if python else None)
@@ -533,18 +738,18 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
                 f"{args.lock}: wheelhouse-nar-hash of target {target.name}: {exc}; regenerate "
                 "the lock with `wheelhouse lock`"
             ) from None
-    created = not os.path.lexists(args.dest)
-    paths = fetch(artifacts, args.dest, _downloader(args, lock.directory))
+    created = not os.path.lexists(args.wheelhouse)
+    paths = fetch(artifacts, args.wheelhouse, _downloader(args, lock.directory))
     if target is not None and expected is not None:
         # The hash of the locked files as the wheelhouse derivation holds them: other files in
         # an existing ``dest`` (a concurrent fetch's temp file, the user's own) are not the lock's.
         actual = nar.flat_directory_sha256({p.name: p for p in paths})
         if actual != expected:
             if created:  # a wheelhouse that is not the locked one is not left behind
-                shutil.rmtree(args.dest, ignore_errors=True)
+                shutil.rmtree(args.wheelhouse, ignore_errors=True)
             raise HashMismatchError(
                 f"{args.lock}: wheelhouse-nar-hash of target {target.name} is stale "
-                f"(lock says {target.nar_hash}, the fetched files in {args.dest} hash to "
+                f"(lock says {target.nar_hash}, the fetched files in {args.wheelhouse} hash to "
                 f"{nar.sri(actual)}); the lock was edited by hand: regenerate it with "
                 "`wheelhouse lock`"
             )
@@ -669,8 +874,8 @@ def _cmd_build_project(args: argparse.Namespace) -> int:
         overrides=overrides,
         isolation=chosen,
     )
-    print(chosen.describe("the project"), file=sys.stderr)
-    print(f"built {wheel}", file=sys.stderr)
+    ui.info(chosen.describe("the project"))
+    ui.info(f"built {wheel}")
     return 0
 
 
@@ -715,8 +920,8 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
         isolation=chosen,
     )
     # After the builds: a failure stays one `error:` line (a backend's says if it ran namespaced).
-    print(chosen.describe(), file=sys.stderr)
-    print(f"built {len(built)} wheels into {args.output}", file=sys.stderr)
+    ui.info(chosen.describe())
+    ui.info(f"built {len(built)} wheels into {args.output}")
     return 0
 
 
@@ -773,9 +978,8 @@ def _cmd_image(args: argparse.Namespace) -> int:
         spec=spec, spec_source=str(args.layers),
     )  # fmt: skip
     for line in iter_layer_labels(result):
-        print(line, file=sys.stderr)
-    print(f"wrote {args.output}: {len(result.layers)} layers, {result.manifest_digest}",
-          file=sys.stderr)  # fmt: skip
+        ui.detail(line)
+    ui.info(f"wrote {args.output}: {len(result.layers)} layers, {result.manifest_digest}")
     return 0
 
 
@@ -821,6 +1025,7 @@ def printable(message: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    ui.set_verbosity(args.verbose - args.quiet)
     try:
         return COMMANDS[args.command](args)
     except WheelhouseError as exc:

@@ -52,7 +52,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import IO, cast
 
-from wheelhouse import __version__
+from wheelhouse import __version__, ui
 from wheelhouse.errors import FetchError, HashMismatchError, LockError, NotFoundError
 from wheelhouse.model import Artifact
 from wheelhouse.tempfiles import fsync_dir, remove_stale_temps, temp_prefix
@@ -889,7 +889,7 @@ class Downloader:
                 enabled = sys.stderr is not None and sys.stderr.isatty()
             except (AttributeError, ValueError):
                 enabled = False
-        return _Progress(total, enabled)
+        return _Progress(total, enabled and not ui.quiet())
 
     # -- one artifact --
 

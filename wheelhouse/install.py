@@ -57,7 +57,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion
 
-from wheelhouse import errors, rpath
+from wheelhouse import errors, rpath, ui
 from wheelhouse.errors import ConflictError, InstallError, UnsafePathError, UsageError
 from wheelhouse.model import Artifact, same_version
 from wheelhouse.tempfiles import remove_stale_temps, temp_prefix
@@ -75,7 +75,7 @@ class _Trace:
         self.start = time.perf_counter()
 
     def __call__(self, what: str) -> None:
-        if _DEBUG:
+        if _DEBUG or ui.verbose():
             elapsed = time.perf_counter() - self.start
             print(f"wheelhouse.install {elapsed:7.3f} s: {what}", file=sys.stderr)
 

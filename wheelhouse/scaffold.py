@@ -42,10 +42,13 @@ def own_flake_url() -> str:
     return f"git+file://{_CHECKOUT}"
 
 
-def lock_arguments(groups: Sequence[str], extras: Sequence[str], pythons: Sequence[str]) -> str:
+def lock_arguments(
+    groups: Sequence[str], extras: Sequence[str], pythons: Sequence[str], versions: Sequence[str]
+) -> str:
     """The options the lock was made with, for the comment telling how to re-lock."""
     words = [f"--group {g}" for g in groups] + [f"--extra {e}" for e in extras]
     words += [f"--python {shlex.quote(p)}" for p in pythons]
+    words += [f"--python-version {v}" for v in versions]
     return " ".join(words)
 
 

@@ -2,7 +2,7 @@
 let
   lib = import ../tool.nix;
   fakeTool = { outPath = "/nix/store/fake-wheelhouse-tool"; type = "derivation"; };
-  args = lib.wheelhouseArgs fakeTool [ "fetch" "--dest" "@env:out" ];
+  args = lib.wheelhouseArgs fakeTool [ "fetch" "--wheelhouse" "@env:out" ];
 in
 {
   runsIsolatedWithTheToolOnSysPath = {
@@ -11,7 +11,7 @@ in
   };
   passesTheCommandThrough = {
     expr = builtins.genList (i: builtins.elemAt args (i + 5)) 3;
-    expected = [ "fetch" "--dest" "@env:out" ];
+    expected = [ "fetch" "--wheelhouse" "@env:out" ];
   };
   runnerExpandsEnvArguments = {
     expr = builtins.match ".*@env:.*runpy.*" (builtins.elemAt args 3) != null;
