@@ -136,7 +136,7 @@ def test_special_file_in_the_env(
 
 def test_image_stage_imports_no_earlier_stage() -> None:
     """One direction of data: the image stage reads the installed tree, never lock, fetch,
-    build or install code."""
+    build or install code (``_safefs`` is the shared, stage-less escaping and safe-write code)."""
     probe = (
         "import sys, wheelhouse.image, wheelhouse.layers; "
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('wheelhouse'))))"
@@ -146,8 +146,8 @@ def test_image_stage_imports_no_earlier_stage() -> None:
     )
     loaded = set(out.stdout.split())
     assert loaded <= {
-        "wheelhouse", "wheelhouse.errors", "wheelhouse.image", "wheelhouse.layers",
-        "wheelhouse.tempfiles",
+        "wheelhouse", "wheelhouse._safefs", "wheelhouse.errors", "wheelhouse.image",
+        "wheelhouse.layers", "wheelhouse.tempfiles",
     }, loaded  # fmt: skip
 
 

@@ -39,7 +39,7 @@ from wheelhouse.errors import (
     escape,
 )
 from wheelhouse.fetch import fetch
-from wheelhouse.install import RunpathPass, install_env, local_artifact
+from wheelhouse.install import RunpathPass, check_interpreter, install_env, local_artifact
 from wheelhouse.lock import Options, build_lock, build_lock_from, write_lock
 from wheelhouse.model import Artifact
 from wheelhouse.project import (
@@ -805,6 +805,8 @@ def _locked_wheels(
     args: argparse.Namespace,
 ) -> tuple[list[tuple[Artifact, Path]], lockfile.Lock]:
     lock = lockfile.load(args.lock)
+    if args.python:  # the install engine's own check says best what is wrong with it
+        check_interpreter(args.python)
     python = make_target(args.python) if args.python else make_target(None)
     version = python.version_string if args.python else None
     target = lockfile.choose_target(lock, args.target, version)

@@ -470,6 +470,19 @@ def _expect(worker: _Worker, message: dict[str, Any] | None, key: str) -> dict[s
     return answer
 
 
+def check_interpreter(python: str) -> None:
+    """Start one worker on ``python`` and wait for its greeting, so that a program that is not
+    Python (or crashes, or hangs) is named precisely before anything else asks it questions."""
+    interpreter = _resolve_python(python)
+    answers: _Lines = queue.Queue()
+    worker = _Worker(interpreter, _worker_env(), 0, answers)
+    try:
+        worker.send({"op": "plan", "wheels": []})  # what install_env sends first, too
+        _collect([worker], answers, "hello")
+    finally:
+        worker.close()
+
+
 def _valid_hello(facts: Any) -> bool:
     keys = ("version", "short", "executable", "cache_tag", "platlibdir", "magic")
     return isinstance(facts, dict) and all(isinstance(facts.get(k), str) for k in keys)
