@@ -219,7 +219,7 @@ def test_target_outside_requires_python_fails_and_keeps_the_old_lock(
     out = tmp_path / "pylock.toml"
     out.write_bytes(b"# the previous lock\n")
     outcome = run_cli(
-        capsys, "lock", "oldie", "--python", TARGET.version_string, "--index-url",
+        capsys, "lock", "oldie", "--python-version", TARGET.version_string, "--index-url",
         index.simple_url, "-o", out,
     )  # fmt: skip
     assert_error(outcome, ResolutionError, TARGET.name, "oldie", "check")

@@ -306,6 +306,19 @@ def test_uv_export_of_a_project_end_to_end(
     assert probe(app_python, "import myapp, delta; print(myapp.__name__, delta.TAG)") == (
         "myapp cp311"
     )
+    # ... its wheel alone (twice: the same bytes), and the shell with it editable from the tree.
+    wheel = nix_build(project, "bdist_wheel")
+    assert wheel.returncode == 0, wheel.stderr[-3000:]
+    built = Path(wheel.stdout.strip().splitlines()[-1])
+    assert [p.name for p in built.iterdir()] == ["myapp-0.1-py3-none-any.whl"]
+    assert nix_build(project, "bdist_wheel", "--check").returncode == 0
+    shell = subprocess.run(
+        ["nix-shell", str(project), "-A", "develop", "--option", "substituters", "", "--run",
+         "python -c 'import myapp, delta; print(myapp.__file__, delta.TAG)'"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert shell.returncode == 0, shell.stderr[-3000:]
+    assert shell.stdout == f"{project / 'myapp' / '__init__.py'} cp311\n"
 
 
 # --- uv pip compile: files and markers for the target interpreter, not the tool's -----------------
