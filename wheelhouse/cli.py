@@ -854,17 +854,25 @@ def _wheel_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _cmd_build_project(args: argparse.Namespace) -> int:
+def _build_inputs(
+    args: argparse.Namespace, no_targets: str
+) -> tuple[lockfile.Lock, lockfile.LockTarget, Overrides, isolation.Isolation]:
+    """What build-sdists and build-project both start from: the lock's target (``no_targets``
+    says why a lock without one cannot do), the overrides and the isolation mode."""
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     if target is None:
-        raise UsageError(
-            f"{args.lock} has no [tool.wheelhouse] targets, so it records no build environment "
-            "for the project; create it with `wheelhouse lock PROJECT_DIR`, or, keeping another "
-            f"tool's pins, `wheelhouse lock --from {args.lock}`"
-        )
+        raise UsageError(f"{args.lock} has no [tool.wheelhouse] targets, so {no_targets}")
     overrides = load_overrides(args.overrides) if args.overrides else Overrides()
-    chosen = isolation.choose(args.isolation, args.python)
+    return lock, target, overrides, isolation.choose(args.isolation, args.python)
+
+
+def _cmd_build_project(args: argparse.Namespace) -> int:
+    lock, target, overrides, chosen = _build_inputs(
+        args,
+        "it records no build environment for the project; create it with `wheelhouse lock "
+        f"PROJECT_DIR`, or, keeping another tool's pins, `wheelhouse lock --from {args.lock}`",
+    )
     wheel = build_project(
         lock,
         target,
@@ -901,15 +909,11 @@ def _exclude(runtime: list[Artifact], names: Sequence[str], lock: Path) -> list[
 
 
 def _cmd_build_sdists(args: argparse.Namespace) -> int:
-    lock = lockfile.load(args.lock)
-    target = lockfile.choose_target(lock, args.target)
-    if target is None:
-        raise UsageError(
-            f"{args.lock} has no [tool.wheelhouse] targets, so it records no build environments; "
-            f"add them, keeping its pins, with `wheelhouse lock --from {args.lock}`"
-        )
-    overrides = load_overrides(args.overrides) if args.overrides else Overrides()
-    chosen = isolation.choose(args.isolation, args.python)
+    lock, target, overrides, chosen = _build_inputs(
+        args,
+        "it records no build environments; add them, keeping its pins, with `wheelhouse lock "
+        f"--from {args.lock}`",
+    )
     built = build_sdists(
         lock,
         target,

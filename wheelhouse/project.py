@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -42,17 +43,22 @@ class ProjectInfo:
     requires_python: str | None = None
 
 
-def read_project(directory: Path) -> ProjectInfo:
-    """The ``[project]`` table of ``directory/pyproject.toml``; a clear error when unusable."""
+def read_pyproject(directory: Path) -> tuple[Path, dict[str, Any]]:
+    """``directory/pyproject.toml`` (its path and content); one clear error when unusable."""
     path = directory / "pyproject.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return path, tomllib.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         raise UsageError(f"{directory}: no pyproject.toml; give requirements instead") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc}); fix it") from None
     except OSError as exc:  # a directory named pyproject.toml, no permission...
         raise UsageError(f"{path}: cannot read it ({exc.strerror}); fix it") from None
+
+
+def read_project(directory: Path) -> ProjectInfo:
+    """The ``[project]`` table of ``directory/pyproject.toml``; a clear error when unusable."""
+    path, data = read_pyproject(directory)
     proj = data.get("project")
     if not isinstance(proj, dict) or not isinstance(proj.get("name"), str):
         raise UsageError(
@@ -110,8 +116,8 @@ def has_build_system(directory: Path) -> bool:
     """Whether the project is a package (it declares ``[build-system]``), not only a list of
     dependencies: only a package is recorded in the lock and built."""
     try:
-        data = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        _path, data = read_pyproject(directory)
+    except UsageError:  # reading its dependencies reports that
         return False
     return isinstance(data.get("build-system"), dict)
 

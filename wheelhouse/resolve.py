@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from packaging.utils import canonicalize_name
 
 from wheelhouse.download import Downloader, env_credentials
 from wheelhouse.errors import FetchError, NotFoundError, ResolutionError, UsageError
+from wheelhouse.project import read_pyproject
 from wheelhouse.targets import Target
 
 
@@ -104,17 +104,10 @@ def project_requirements(
 ) -> list[str]:
     """Runtime requirements of a project directory: dependencies, chosen extras and groups.
 
-    The project itself is not locked (it is the code under development), only what it needs.
+    What pip resolves; the project itself (when it is a package) is recorded apart, as a
+    ``directory`` entry with its locked build system (``wheelhouse.lock``).
     """
-    path = project / "pyproject.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError):
-        raise UsageError(f"{project}: no pyproject.toml; give requirements instead") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}; fix it") from None
-    except OSError as exc:  # a directory named pyproject.toml, no permission...
-        raise UsageError(f"{path}: cannot read it ({exc.strerror}); fix it") from None
+    path, data = read_pyproject(project)
     proj = data.get("project", {})
     if not isinstance(proj, dict):
         raise UsageError(f"{path}: [project] must be a table; fix it")
