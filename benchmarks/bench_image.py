@@ -37,6 +37,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_plone import write_results
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work" / "image"
@@ -257,17 +259,6 @@ def time_part(env: Path, extra: list[str], rounds: int, run: Path) -> list[str]:
     return lines
 
 
-def write_results(text: str) -> None:
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("\n" + old[end + 1 :] if end != -1 else "")
-    RESULTS.write_text(new, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -314,7 +305,7 @@ def main() -> int:
     ])  # fmt: skip
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results({SECTION: text})
     if not args.keep:
         shutil.rmtree(run)
     return 0

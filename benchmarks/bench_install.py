@@ -34,6 +34,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from bench_plone import write_results
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work"
@@ -196,17 +198,6 @@ def machine() -> dict[str, str]:
     }
 
 
-def write_results(text: str) -> None:
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("\n" + old[end + 1 :] if end != -1 else "")
-    RESULTS.write_text(new, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -304,7 +295,7 @@ def main() -> int:
     text = "\n".join(lines)
     print("\n" + text)
     if not args.no_write:
-        write_results(text)
+        write_results({SECTION: text})
         print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -122,3 +122,18 @@ def build_demo_index(root: Path, token: str) -> None:
             "epsilon.pth": "import epsilon_pkg; epsilon_pkg.LOADED = 1\n",
         },
     )
+
+
+@pytest.fixture
+def sample_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
+    """The demo wheels (build_demo_index) and tinybackend: what the sample project of
+    test_project.py needs, to lock and build it offline."""
+    import uuid
+
+    from sdistmaker import make_backend_wheel
+
+    root = tmp_path / "files"
+    root.mkdir()
+    build_demo_index(root, uuid.uuid4().hex)
+    make_backend_wheel(root)
+    return index_server_factory(root)

@@ -21,7 +21,6 @@ from conftest import HOST_PYTHON, ROOT, build_demo_index
 from contract import assert_ok, run_cli
 from imagetools import chroot_run, host_python_paths, image_layers, skopeo_inspect, umoci_unpack
 from indexserver import IndexServer
-from sdistmaker import make_backend_wheel
 from test_nix import nix_build
 from test_project import make_sample
 from wheelmaker import make_wheel
@@ -201,16 +200,6 @@ APP_NIX = """
   imageOptions = builtins.fromJSON (builtins.readFile {options});
 }}
 """
-
-
-@pytest.fixture
-def sample_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
-    """The demo wheels and tinybackend, as test_project's sample project needs them."""
-    root = tmp_path / "files"
-    root.mkdir()
-    build_demo_index(root, uuid.uuid4().hex)
-    make_backend_wheel(root)
-    return index_server_factory(root)
 
 
 def test_bdist_docker_of_a_project_is_its_app_over_the_env_layers(

@@ -15,7 +15,7 @@ import pytest
 from conftest import HOST_PYTHON, ROOT, require
 from contract import assert_error_line, run_cli
 from indexserver import IndexServer
-from test_project import make_sample, run, sample_index  # noqa: F401  (fixture)
+from test_project import make_sample, run
 
 from wheelhouse.errors import UsageError
 
@@ -62,7 +62,7 @@ def nix(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_init_then_develop(
-    sample_index: IndexServer,  # noqa: F811
+    sample_index: IndexServer,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -107,7 +107,7 @@ def test_the_tool_from_the_flake_evaluates_purely(fake_nixpkgs: str, tmp_path: P
 
 
 def test_project_flake_from_init_builds_the_app(
-    sample_index: IndexServer,  # noqa: F811
+    sample_index: IndexServer,
     fake_nixpkgs: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

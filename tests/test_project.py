@@ -22,7 +22,6 @@ from conftest import build_demo_index
 from contract import assert_ok, run_cli
 from indexserver import IndexServer
 from packaging.pylock import Pylock
-from sdistmaker import make_backend_wheel
 
 from wheelhouse.project import EDITABLE_VERSION, editable_wheel, read_project
 
@@ -56,15 +55,6 @@ def make_sample(directory: Path, backend: str = "tinybackend") -> Path:
         "import alpha, beta, sample_app\n\ndef main():\n    print(sample_app.GREETING)\n"
     )
     return directory
-
-
-@pytest.fixture
-def sample_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
-    root = tmp_path / "files"
-    root.mkdir()
-    build_demo_index(root, uuid.uuid4().hex)
-    make_backend_wheel(root)
-    return index_server_factory(root)
 
 
 @pytest.fixture
