@@ -7,6 +7,8 @@ tested without the others.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +41,13 @@ class Artifact:
     def location(self) -> str:
         """Where the bytes come from, for messages."""
         return self.url or self.path or self.filename
+
+
+def record_hash(data: bytes) -> str:
+    """``data``'s hash as a wheel's RECORD spells it (``sha256=`` urlsafe base64, unpadded):
+    for the files wheelhouse writes or rewrites itself (editable wheels, patched ELF files)."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode("ascii")
 
 
 def same_version(a: str, b: str) -> bool:

@@ -11,8 +11,6 @@ edited, and a Nix shell built from it needs no rebuild after an edit.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import tomllib
@@ -26,6 +24,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelhouse.errors import UsageError
+from wheelhouse.model import record_hash
 
 _DATE = (1980, 1, 1, 0, 0, 0)
 EDITABLE_VERSION = "0+editable"
@@ -127,10 +126,6 @@ def import_root(source: Path) -> Path:
     return source / "src" if (source / "src").is_dir() else source
 
 
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-    return "sha256=" + digest.decode("ascii")
-
 
 def _entry_points_txt(groups: Mapping[str, Mapping[str, str]]) -> str:
     return "".join(
@@ -165,7 +160,7 @@ def editable_wheel(info: ProjectInfo, root: str, directory: Path) -> Path:
     }
     if info.entry_points:
         members[f"{dist_info}/entry_points.txt"] = _entry_points_txt(info.entry_points).encode()
-    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in members.items())
+    record = "".join(f"{p},{record_hash(d)},{len(d)}\n" for p, d in members.items())
     members[f"{dist_info}/RECORD"] = (record + f"{dist_info}/RECORD,,\n").encode()
     wheel = directory / f"{dist}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:

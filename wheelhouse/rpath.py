@@ -20,9 +20,7 @@ parser of our own is needed. The RECORD lines of patched files get their new has
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
 import os
 import posixpath
@@ -35,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wheelhouse.errors import InstallError, LibraryError
+from wheelhouse.model import record_hash
 
 _ELF_MAGIC = b"\x7fELF"
 _SHARED_OBJECT = re.compile(r"\.so(\.[0-9]+)*$")
@@ -191,10 +190,6 @@ def interpreter_libraries(patchelf: str, python: str) -> Interpreter:
     return Interpreter(frozenset(loaded), tuple(dirs))
 
 
-def _record_hash(data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-    return "sha256=" + digest.decode("ascii")
-
 
 def _update_records(root: Path, sp_rel: str, patched: Iterable[str]) -> None:
     """Give patched files their new hash and size in the RECORD of the package owning them."""
@@ -206,7 +201,7 @@ def _update_records(root: Path, sp_rel: str, patched: Iterable[str]) -> None:
         for row in rows:
             if len(row) == 3 and posixpath.normpath(posixpath.join(sp_rel, row[0])) in todo:
                 data = (site / row[0]).read_bytes()
-                row[1:] = [_record_hash(data), str(len(data))]
+                row[1:] = [record_hash(data), str(len(data))]
                 changed = True
         if changed:
             out = io.StringIO()
