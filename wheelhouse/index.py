@@ -61,6 +61,7 @@ def _from_url(href: str, base: str, **extra: object) -> Candidate | None:
         sha256 = hashes["sha256"].lower()
     size = extra.get("size")
     rp = extra.get("requires_python")
+    metadata = _metadata_hash(extra.get("metadata"))
     return Candidate(
         filename=filename,
         url=strip_credentials(url),
@@ -68,7 +69,21 @@ def _from_url(href: str, base: str, **extra: object) -> Candidate | None:
         size=size if isinstance(size, int) else None,
         requires_python=rp if isinstance(rp, str) and rp else None,
         yanked=bool(extra.get("yanked")),
+        metadata=metadata,
     )
+
+
+def _metadata_hash(value: object) -> str | None:
+    """PEP 658/714 ``core-metadata``: JSON ``true`` or ``{"sha256": ...}``, HTML ``"true"`` or
+    ``"sha256=..."``; None when absent or false."""
+    if value is None or value is False or value == "false":
+        return None
+    if isinstance(value, dict):
+        digest = value.get("sha256")
+        return digest.lower() if isinstance(digest, str) else ""
+    if isinstance(value, str) and value.startswith("sha256="):
+        return value.split("=", 1)[1].lower()
+    return ""
 
 
 def parse_page(body: bytes, url: str, content_type: str) -> list[Candidate]:
@@ -85,6 +100,7 @@ def parse_page(body: bytes, url: str, content_type: str) -> list[Candidate]:
                     size=f.get("size"),
                     requires_python=f.get("requires-python"),
                     yanked=f.get("yanked"),
+                    metadata=f.get("core-metadata", f.get("dist-info-metadata")),
                 )
             )
     else:
@@ -99,6 +115,9 @@ def parse_page(body: bytes, url: str, content_type: str) -> list[Candidate]:
                         url,
                         requires_python=attrs.get("data-requires-python"),
                         yanked="data-yanked" in attrs,
+                        metadata=attrs.get(
+                            "data-core-metadata", attrs.get("data-dist-info-metadata")
+                        ),
                     )
                 )
     return [c for c in found if c is not None]

@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,9 +24,10 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from wheelhouse import __version__, build, index, lockfile, nar, sdist
+from wheelhouse import __version__, build, index, lockfile, nar, sdist, ui
 from wheelhouse.download import Downloader
-from wheelhouse.errors import ResolutionError
+from wheelhouse.errors import LockError, ResolutionError
+from wheelhouse.mirror import IndexMirror, PageCache
 from wheelhouse.model import Artifact
 from wheelhouse.project import ProjectInfo, has_build_system, read_project
 from wheelhouse.resolve import Inputs, Resolved, check_url, resolve
@@ -38,6 +40,49 @@ class Options:
     prefer_binary: bool = False
     no_binary: tuple[str, ...] = ()
     jobs: int = 8
+    pins: tuple[tuple[str, str], ...] = ()
+    """(name, version) of the previous lock: kept while the requirements allow (``pinned``)."""
+
+    def choose(
+        self, name: str, version: str, cands: Sequence[Candidate], target: Target
+    ) -> Candidate:
+        """The file of ``name==version`` this lock takes for ``target``."""
+        return select(
+            name,
+            version,
+            cands,
+            target,
+            prefer_binary=self.prefer_binary,
+            no_binary=self.no_binary,
+        )
+
+
+def previous_pins(
+    output: Path, upgrade: bool = False, upgrade_packages: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
+    """The runtime pins of the lock at ``output``, if there is one, for a re-lock to keep.
+
+    ``upgrade`` drops them all, ``upgrade_packages`` those of the named packages; build-only
+    packages and the project are not pins (build environments are resolved afresh, the project
+    is the user's source). A file that is not a readable lock is simply not a previous lock.
+    """
+    if upgrade or not output.is_file():
+        return ()
+    try:
+        previous = lockfile.load(output)
+    except LockError:
+        return ()
+    dropped = {canonicalize_name(n) for n in upgrade_packages}
+    project = previous.project.name if previous.project else None
+    pins = {
+        (canonicalize_name(p.name), str(p.version))
+        for p in previous.pylock.packages
+        if p.version is not None
+        and canonicalize_name(p.name) not in dropped
+        and canonicalize_name(p.name) != project
+        and BUILD_MARKER not in str(p.marker or "")
+    }
+    return tuple(sorted(pins))
 
 
 def _with_resolved_file(cands: list[Candidate], row: Resolved) -> list[Candidate]:
@@ -65,15 +110,20 @@ def _lock_path(path: str, lock_dir: Path) -> str:
         return str(p)
 
 
-def _complete(cand: Candidate, row: Resolved, downloader: Downloader, lock_dir: Path) -> Artifact:
-    """A chosen candidate as a fully hashed artifact (hashing the bytes if the index has none)."""
+def _complete(
+    cand: Candidate, row: Resolved, downloader: Downloader, lock_dir: Path, mirror: IndexMirror
+) -> Artifact:
+    """A chosen candidate as a fully hashed artifact (hashing the bytes if the index has none,
+    unless pip had the mirror download them already)."""
     sha256 = cand.sha256
     if sha256 is None:
         if cand.path is not None:
             sha256 = hashlib.sha256(Path(cand.path).read_bytes()).hexdigest()
         else:
             assert cand.url is not None
-            _, sha256 = downloader.get_unhashed(cand.url, cand.filename)
+            sha256 = (
+                mirror.sha256_of(cand.url) or downloader.get_unhashed(cand.url, cand.filename)[1]
+            )
     return Artifact(
         filename=cand.filename,
         package=row.name,
@@ -96,12 +146,16 @@ def _download(
     downloader: Downloader,
     completed: dict[str, Artifact],
     downloaded: dict[str, Path],
+    mirror: IndexMirror | None = None,
 ) -> None:
-    """Fetch ``arts`` into the cache, recording their real sizes in ``completed``."""
+    """Fetch ``arts`` into the cache (those the mirror downloaded while pip resolved are
+    taken from it), recording their real sizes in ``completed``."""
     todo = [a for a in arts if a.filename not in downloaded]
     if not todo:
         return
-    got = downloader.get_many(todo)
+    early = {a.filename: mirror.downloaded(a) for a in todo} if mirror else {}
+    got = downloader.get_many([a for a in todo if early.get(a.filename) is None])
+    got.update({name: path for name, path in early.items() if path is not None})
     for art in todo:
         size = got[art.filename].stat().st_size
         if art.size is not None and art.size != size:
@@ -125,7 +179,9 @@ class _BuildLocker:
         listings: dict[str, list[Candidate]],
         completed: dict[str, Artifact],
         downloaded: dict[str, Path],
+        mirror: IndexMirror,
     ) -> None:
+        self.mirror = mirror
         self.inputs = inputs
         self.options = options
         self.downloader = downloader
@@ -176,13 +232,13 @@ class _BuildLocker:
             find_links=self.inputs.find_links,
         )
         try:
-            rows = resolve(inputs, target)
+            rows = resolve(inputs, target, self.mirror)
         except ResolutionError as exc:
             raise ResolutionError(
                 f"{label}: its build requirements ({', '.join(reqs)}): {exc}"
             ) from None
         picks = [self._pick(row, target) for row in rows]
-        _download(picks, self.downloader, self.completed, self.downloaded)
+        _download(picks, self.downloader, self.completed, self.downloaded, self.mirror)
         return [self.completed[a.filename] for a in picks]
 
     def _env(
@@ -205,18 +261,15 @@ class _BuildLocker:
     def _pick(self, row: Resolved, target: Target) -> Artifact:
         if row.name not in self.listings:
             self.listings[row.name] = index.list_files(
-                row.name, self.downloader, self.inputs.indexes, self.inputs.find_links
+                row.name, self.mirror.pages, self.inputs.indexes, self.inputs.find_links
             )
-        cand = select(
-            row.name,
-            row.version,
-            _with_resolved_file(self.listings[row.name], row),
-            target,
-            prefer_binary=self.options.prefer_binary,
-            no_binary=self.options.no_binary,
+        cand = self.options.choose(
+            row.name, row.version, _with_resolved_file(self.listings[row.name], row), target
         )
         if cand.filename not in self.completed:
-            self.completed[cand.filename] = _complete(cand, row, self.downloader, self.lock_dir)
+            self.completed[cand.filename] = _complete(
+                cand, row, self.downloader, self.lock_dir, self.mirror
+            )
         return self.completed[cand.filename]
 
 
@@ -261,14 +314,71 @@ def build_lock(
         check_url(url)
         # `--index-url https://user:pw@host/simple`: the files it links to need them too.
         downloader.remember_credentials(url)
-    resolved = {t.name: resolve(inputs, t) for t in targets}
+    pages = PageCache(downloader)
+    mirror = IndexMirror(downloader, inputs.indexes, pages, options.choose, dict(options.pins))
+    with mirror:
+        return _build_lock(inputs, targets, output, downloader, options, project, mirror)
+
+
+class _Clock:
+    """Where a lock's time goes, for ``-v``."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def lap(self, what: str) -> None:
+        now = time.monotonic()
+        ui.detail(f"lock: {what}: {now - self._last:.2f} s")
+        self._last = now
+
+
+def _resolve_keeping(
+    inputs: Inputs, target: Target, mirror: IndexMirror, pins: Sequence[tuple[str, str]]
+) -> list[Resolved]:
+    """pip's resolution with the previous lock's pins as constraints, so a re-lock changes only
+    what the new requirements need; when they cannot be kept, a fresh resolution."""
+    versions: dict[str, set[str]] = {}
+    for name, version in pins:
+        versions.setdefault(name, set()).add(version)
+    lines = [f"{name}=={vs.pop()}" for name, vs in sorted(versions.items()) if len(vs) == 1]
+    if not lines:
+        return resolve(inputs, target, mirror)
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-pins-") as tmp:
+        pinned = Path(tmp) / "previous-lock.txt"
+        pinned.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            return resolve(
+                replace(inputs, constraint_files=(*inputs.constraint_files, pinned)),
+                target,
+                mirror,
+            )
+        except ResolutionError:
+            ui.info(
+                f"the previous lock's versions do not fit the requirements for {target.name}; "
+                "resolving afresh"
+            )
+    return resolve(inputs, target, mirror)
+
+
+def _build_lock(
+    inputs: Inputs,
+    targets: Sequence[Target],
+    output: Path,
+    downloader: Downloader,
+    options: Options,
+    project: ProjectInfo | None,
+    mirror: IndexMirror,
+) -> dict[str, Any]:
+    clock = _Clock()
+    resolved = {t.name: _resolve_keeping(inputs, t, mirror, options.pins) for t in targets}
+    clock.lap("pip's resolution")
     names = sorted({r.name for rows in resolved.values() for r in rows if _must_list(r, options)})
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         listings = dict(
             zip(
                 names,
                 pool.map(
-                    lambda n: index.list_files(n, downloader, inputs.indexes, inputs.find_links),
+                    lambda n: index.list_files(n, mirror.pages, inputs.indexes, inputs.find_links),
                     names,
                 ),
                 strict=True,
@@ -283,24 +393,22 @@ def build_lock(
             cands = _with_resolved_file(listings.get(row.name, []), row)
             if row.is_direct:
                 cands = [c for c in cands if row.url.endswith("/" + c.filename)] or cands
-            cand = select(
-                row.name,
-                row.version,
-                cands,
-                target,
-                prefer_binary=options.prefer_binary,
-                no_binary=options.no_binary,
-            )
+            cand = options.choose(row.name, row.version, cands, target)
             if cand.filename not in completed:
-                completed[cand.filename] = _complete(cand, row, downloader, lock_dir)
+                completed[cand.filename] = _complete(cand, row, downloader, lock_dir, mirror)
             picks.append(completed[cand.filename])
         chosen[target.name] = picks
+    clock.lap("listing and choosing files")
     downloaded: dict[str, Path] = {}
-    _download(list(completed.values()), downloader, completed, downloaded)
-    builds = _BuildLocker(inputs, options, downloader, lock_dir, listings, completed, downloaded)
+    _download(list(completed.values()), downloader, completed, downloaded, mirror)
+    clock.lap(f"downloads ({mirror.early_downloads} started while pip resolved)")
+    builds = _BuildLocker(
+        inputs, options, downloader, lock_dir, listings, completed, downloaded, mirror
+    )
     tool_targets, build_only = _lock_targets(
         targets, chosen, completed, downloaded, builds, project
     )
+    clock.lap("build environments and NAR hashes")
     groups: dict[str, Any] = {}
     if any(build_only.values()):
         # Build-only packages carry a marker true only for this group, and no group is installed
@@ -400,15 +508,18 @@ def build_lock_from(
     downloaded: dict[str, Path] = {}
     _download(list(completed.values()), downloader, completed, downloaded)
     lock_dir = output.parent
-    builds = _BuildLocker(inputs, options, downloader, lock_dir, {}, completed, downloaded)
     project = None
     if foreign.project is not None:
         source = (foreign.directory / foreign.project.path).resolve()
         if has_build_system(source):
             project = read_project(source)
-    tool_targets, build_only = _lock_targets(
-        targets, chosen, completed, downloaded, builds, project
-    )
+    with IndexMirror(downloader, inputs.indexes, PageCache(downloader), options.choose) as mirror:
+        builds = _BuildLocker(
+            inputs, options, downloader, lock_dir, {}, completed, downloaded, mirror
+        )
+        tool_targets, build_only = _lock_targets(
+            targets, chosen, completed, downloaded, builds, project
+        )
 
     data, pins_from = _foreign_part(_without_datetimes(foreign.data))
     data = _rebase_paths(data, foreign.directory, lock_dir)

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from wheelhouse import ui
 from wheelhouse.download import Downloader, env_credentials
-from wheelhouse.errors import FetchError, NotFoundError, ResolutionError, UsageError
+from wheelhouse.errors import ResolutionError, UsageError
+from wheelhouse.mirror import IndexMirror, PageCache
 from wheelhouse.project import read_pyproject
 from wheelhouse.targets import Target
 
@@ -144,6 +145,9 @@ def pip_command(inputs: Inputs, target: Target, report: Path) -> list[str]:
         "--no-input",
         "--report",
         str(report),
+        # Everything comes from the mirror's memory or our own cache; pip's HTTP cache would
+        # only collect entries under a loopback port never used again.
+        "--no-cache-dir",
     ]
     # The indexes and remote find-links go to pip through its environment (pip_environment), not
     # its argv: they may carry credentials, and any local user can read a command line.
@@ -183,19 +187,22 @@ def _with_env_credentials(url: str) -> tuple[str, str | None]:
 
 
 def pip_environment(
-    inputs: Inputs, environ: Mapping[str, str] | None = None
+    inputs: Inputs,
+    environ: Mapping[str, str] | None = None,
+    mirror: IndexMirror | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """The environment for pip: ``environ`` plus the indexes as ``PIP_INDEX_URL`` and
     ``PIP_EXTRA_INDEX_URL`` and remote find-links in ``PIP_FIND_LINKS``, with credentials from
-    ``WHEELHOUSE_AUTH`` (pip reads netrc itself).
+    ``WHEELHOUSE_AUTH`` (pip reads netrc itself). With a ``mirror``, pip gets its loopback
+    stand-ins for the indexes instead, without credentials.
 
     Also returns the secrets it handed over, so they can be scrubbed from pip's messages.
     """
     env = dict(os.environ if environ is None else environ)
     secrets: list[str] = []
     urls = []
-    for url in inputs.indexes:
-        full, secret = _with_env_credentials(url)
+    for url in mirror.index_urls if mirror else inputs.indexes:
+        full, secret = _with_env_credentials(url) if mirror is None else (url, None)
         urls.append(full)
         if secret:
             secrets += [secret, quote(secret, safe=""), unquote(secret)]
@@ -214,6 +221,9 @@ def pip_environment(
     if links:  # pip adds these to the --find-links of its argv
         env["PIP_FIND_LINKS"] = " ".join([*env.get("PIP_FIND_LINKS", "").split(), *links])
     env.pop("PIP_NO_INDEX", None)
+    if mirror is not None:
+        # pip (and the backends it runs to prepare an sdist's metadata) need none of them.
+        env.pop("WHEELHOUSE_AUTH", None)
     return env, sorted(set(secrets), key=len, reverse=True)
 
 
@@ -241,54 +251,42 @@ def _pip_error(stderr: str) -> str:
     return " | ".join(errors)[-800:] or "pip failed without a message"
 
 
-def _index_access_problem(inputs: Inputs) -> str | None:
-    """Why pip found nothing, when an index refuses us: for a rejected netrc login pip says only
-    "no matching distribution". Asks each index for the first named project's page, once."""
-    names = []
-    for text in inputs.requirements:
-        try:
-            names.append(canonicalize_name(Requirement(text).name))
-        except InvalidRequirement:
-            continue
-    if not names:
-        return None
-    with Downloader(False, retries=0, timeout=15.0, progress=False) as probe:
-        for url in inputs.indexes:
-            try:
-                probe.read(url.rstrip("/") + f"/{names[0]}/")
-            except NotFoundError:
-                continue
-            except FetchError as exc:
-                return exc.message
-    return None
-
-
-def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
-    """Run pip for ``target``; the result is sorted by name for deterministic locks."""
+def resolve(inputs: Inputs, target: Target, mirror: IndexMirror | None = None) -> list[Resolved]:
+    """Run pip for ``target`` against ``mirror`` (a private one without); the result is sorted by
+    name for deterministic locks."""
     if not (inputs.requirements or inputs.requirement_files):
         raise UsageError("nothing to lock: give requirements, -r FILE or a project directory")
+    if mirror is None:
+        with Downloader(progress=False) as downloader:
+            for url in inputs.indexes:
+                downloader.remember_credentials(url)
+            with IndexMirror(downloader, inputs.indexes, PageCache(downloader)) as own:
+                return resolve(inputs, target, own)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
         report = Path(tmp) / "report.json"
-        env, secrets = pip_environment(inputs)
-        proc = subprocess.run(
-            pip_command(inputs, target, report),
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-            stdin=subprocess.DEVNULL,
+        env, secrets = pip_environment(inputs, mirror=mirror)
+        with mirror.resolving(target):
+            proc = subprocess.run(
+                pip_command(inputs, target, report),
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+            failure = mirror.failure()
+        ui.detail(
+            f"pip for {target.name}: {mirror.requests} requests to the mirror, "
+            f"{mirror.serving:.2f} s answering them"
         )
+        if failure is not None:
+            # pip skips an index page it cannot read; a lock must not silently miss an index.
+            raise failure
         if proc.returncode != 0 or not report.exists():
-            problem = _index_access_problem(inputs)
             raise ResolutionError(
                 f"pip could not resolve the requirements for {target.name}: "
-                f"{_pip_error(_scrub(proc.stderr, secrets))}; "
-                + (
-                    f"probably because {problem}"
-                    if problem
-                    else "check the requirements, the indexes and their credentials, and the "
-                    "target Python (--python)"
-                )
+                f"{_pip_error(_scrub(proc.stderr, secrets))}; check the requirements, the "
+                "indexes and the target Python (--python)"
             )
         data = json.loads(report.read_text(encoding="utf-8"))
     rows = []
@@ -305,7 +303,7 @@ def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
             Resolved(
                 name=canonicalize_name(meta["name"]),
                 version=meta["version"],
-                url=info["url"],
+                url=mirror.original(info["url"]) or info["url"],
                 sha256=hashes.get("sha256"),
                 requires_python=meta.get("requires_python"),
                 is_direct=bool(item.get("is_direct")),

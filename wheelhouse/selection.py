@@ -36,6 +36,9 @@ class Candidate:
     size: int | None = None
     requires_python: str | None = None
     yanked: bool = False
+    metadata: str | None = None
+    """PEP 658 core metadata next to the file: None when the index offers none, "" when it
+    offers it without a hash, else the metadata file's sha256."""
 
     @property
     def is_wheel(self) -> bool:
@@ -55,7 +58,7 @@ def candidate_identity(filename: str) -> tuple[NormalizedName, Version] | None:
     return None
 
 
-def _python_ok(candidate: Candidate, target: Target) -> bool:
+def python_ok(candidate: Candidate, target: Target) -> bool:
     if not candidate.requires_python:
         return True
     try:
@@ -88,7 +91,7 @@ def select(
     sdists: list[Candidate] = []
     for cand in candidates:
         ident = candidate_identity(cand.filename)
-        if ident is None or ident != (norm, wanted) or not _python_ok(cand, target):
+        if ident is None or ident != (norm, wanted) or not python_ok(cand, target):
             continue
         if not cand.is_wheel:
             sdists.append(cand)
