@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from wheelhouse.download import Downloader, env_credentials
+from wheelhouse.credentials import env_credentials
+from wheelhouse.download import Downloader
 from wheelhouse.errors import FetchError, NotFoundError, ResolutionError, UsageError
 from wheelhouse.project import read_pyproject
 from wheelhouse.targets import Target
