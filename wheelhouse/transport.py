@@ -57,8 +57,10 @@ MAX_REDIRECTS = 10
 PAGE = "index page"
 """The ``what`` of an index page (as opposed to a file name), for messages."""
 
-_NUM_POOLS = 32
-"""Hosts whose connections are kept (least recently used ones are closed beyond that)."""
+_NUM_POOLS = 100
+"""Hosts whose connections are kept. Beyond that urllib3 closes the least recently used host's
+pool, and a thread waiting there for a free connection would wait for good: far more hosts than
+any set of indexes and file hosts uses."""
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _DRAIN_LIMIT = 64 * 1024
