@@ -38,6 +38,34 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture
+def download_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No proxies, credentials or caches from the developer's environment leak into a download
+    test (``pytestmark = pytest.mark.usefixtures("download_env")``)."""
+    for var in (
+        "WHEELHOUSE_AUTH",
+        "WHEELHOUSE_CACHE_DIR",
+        "XDG_CACHE_HOME",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """A download cache directory of this test's own (not yet created)."""
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def index_server_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., IndexServer]]:

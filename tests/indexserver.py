@@ -14,7 +14,8 @@ Every request is recorded (``requests``: method, path, headers) and faults can b
 path (exact path or ``fnmatch`` pattern) at run time: ``fail`` (a status for the next K requests,
 optionally with ``Retry-After``), ``drop_after`` (cut the body after N bytes), ``corrupt`` (serve
 other bytes), ``delay``, ``throttle`` (a slow body), ``redirect`` and ``require_auth`` (HTTP
-Basic, 401 otherwise).
+Basic, 401 otherwise). Accepted connections are counted (``connections``; with TLS, those whose
+handshake succeeded), to see that clients keep them alive.
 
 Nothing here depends on pytest; ``server_factory`` makes fixtures a few lines long.
 Distributions to serve come from ``wheelmaker``/``sdistmaker``; ``artifact()`` gives the lock's
@@ -126,6 +127,8 @@ class IndexServer:
         self.hashes = hashes
         self.upload_time = upload_time
         self.requests: list[RecordedRequest] = []
+        self.connections = 0
+        """TCP connections accepted so far (with TLS: handshakes completed)."""
         self._faults: list[_Fault] = []
         self._auth: list[tuple[str, str]] = []  # (pattern, expected header)
         self._lock = threading.Lock()
@@ -474,6 +477,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     index: IndexServer
+
+    def get_request(self) -> tuple[Any, Any]:
+        request = super().get_request()
+        with self.index._lock:
+            self.index.connections += 1
+        return request
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients that hang up (on purpose, in fault tests) are not errors worth printing."""

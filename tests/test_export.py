@@ -31,7 +31,7 @@ from contract import assert_error, assert_ok, run_cli
 from indexserver import IndexServer
 from sdistmaker import build_sdist_index
 
-from wheelhouse import build, export, lockfile
+from wheelhouse import backend, export, lockfile
 from wheelhouse.cli import main
 from wheelhouse.errors import LockError, UsageError
 from wheelhouse.model import Artifact
@@ -97,7 +97,7 @@ def pip_install(requirements: Path, venv: Path, index_url: str | None) -> None:
     env.update(
         PIP_CONFIG_FILE=os.devnull,
         PIP_DISABLE_PIP_VERSION_CHECK="1",
-        SOURCE_DATE_EPOCH=build.SOURCE_DATE_EPOCH,  # app's wheel records it, as in build-sdists
+        SOURCE_DATE_EPOCH=backend.SOURCE_DATE_EPOCH,  # app's wheel records it, as in build-sdists
     )
     cmd = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install"]
     cmd += ["--require-hashes", "--no-deps", "-r", str(requirements)]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from downloadtools import reads_below
 from indexserver import IndexServer
 from sdistmaker import make_sdist
 from wheelmaker import artifact_for, make_wheel
@@ -25,13 +26,7 @@ Factory = Callable[..., IndexServer]
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("WHEELHOUSE_AUTH", "WHEELHOUSE_CACHE_DIR", "XDG_CACHE_HOME", "http_proxy",
-                "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):  # fmt: skip
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("download_env")
 
 
 @pytest.fixture
@@ -80,6 +75,20 @@ def test_fetch_copies_instead_of_linking_the_cache(
     assert os.stat(cached).st_ino != os.stat(dest / art.filename).st_ino
     cached.write_bytes(b"corrupted later")
     assert (dest / art.filename).read_bytes() == (index_server.root / art.filename).read_bytes()
+
+
+def test_fetch_reads_each_download_once_and_never_reads_a_copy_back(
+    index_server: IndexServer, dl: Downloader, tmp_path: Path
+) -> None:
+    """Bytes are hashed as they are downloaded and as they are copied: a cold fetch opens each
+    cache entry once (to copy it) and writes each wheelhouse file without reading it."""
+    arts = some_artifacts(index_server)
+    with reads_below(tmp_path) as reads:
+        fetch(arts, tmp_path / "wh", dl)
+    assert_wheelhouse(tmp_path / "wh", arts, index_server.root)
+    files = [p for p in reads if any(a.filename in p.name for a in arts)]  # also temp names
+    assert sorted(p.name for p in files) == sorted(a.filename for a in arts)
+    assert all(p.is_relative_to(tmp_path / "cache") for p in files)
 
 
 def test_fetch_into_existing_dir_keeps_correct_files_and_fixes_wrong_ones(

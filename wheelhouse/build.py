@@ -1,19 +1,21 @@
-"""Running PEP 517 backends: build requirements at lock time, wheels from sdists offline.
+"""Offline builds: wheels from the locked sdists (and the locked project), from the wheelhouse only.
 
 ``wheelhouse build-sdists`` turns every sdist of a lock target into a wheel, using nothing but
 the wheelhouse: each sdist gets a fresh environment holding exactly its locked build requirements
 (installed with ``wheelhouse.install.install_env``), sdists whose environment holds another sdist
 wait for that one's wheel (``sdist.build_order``), and independent builds run in parallel. The
-backend is called through ``pyproject_hooks`` in a new network namespace where the OS allows it
+backend is called (``wheelhouse.backend``) in a new network namespace where the OS allows it
 (``wheelhouse.isolation``), and in any case with the network blocked three ways: proxies point
-at a closed loopback port, ``PIP_NO_INDEX=1``, and a ``.pth`` hook in the build environment makes
+at a closed loopback port, ``PIP_NO_INDEX=1``, and a ``.pth`` hook in the build environment
+(``wheelhouse/_offline_hook.py``, copied in by ``install_offline_hook``) makes
 ``socket.connect``/``getaddrinfo`` to anything but loopback fail with "network access is not
 allowed while building <pkg>" (a ``.pth``, not ``sitecustomize``: Debian's interpreter ships its
 own ``sitecustomize`` in the standard library, which would shadow ours). ``SOURCE_DATE_EPOCH``
-is fixed, so rebuilding gives the same wheel bytes.
+is fixed, so rebuilding gives the same wheel bytes. ``--overrides`` (``wheelhouse.overrides``)
+add paths and environment variables per build.
 
-At lock time, ``query_build_requires`` asks a backend for its extra requirements
-(``get_requires_for_build_wheel``) in a throw-away venv filled by pip (network allowed there).
+What a build environment must hold is decided at lock time (``wheelhouse.buildreqs``); nothing
+here runs then.
 """
 
 from __future__ import annotations
@@ -23,19 +25,16 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
-import venv
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import pyproject_hooks
 from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
@@ -44,171 +43,37 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from wheelhouse import lockfile, sdist
-from wheelhouse.errors import (
-    BuildError,
-    HashMismatchError,
-    InstallError,
-    ResolutionError,
-    UsageError,
+from wheelhouse import _offline_hook, lockfile, sdist
+from wheelhouse.backend import (
+    SOURCE_DATE_EPOCH,
+    Runner,
+    call_hook,
+    copy_source,
+    hook_caller,
+    source_build_system,
 )
+from wheelhouse.errors import BuildError, HashMismatchError, InstallError, UsageError
 from wheelhouse.install import install_env
-from wheelhouse.isolation import ADVISORY, Isolation
+from wheelhouse.isolation import Isolation
 from wheelhouse.isolation import choose as choose_isolation
 from wheelhouse.model import Artifact, same_version
+from wheelhouse.overrides import NO_OVERRIDES, Overrides, PackageOverride
 from wheelhouse.project import read_project
-from wheelhouse.resolve import Inputs, pip_environment
 
 __all__ = [
-    "SOURCE_DATE_EPOCH",
-    "Overrides",
-    "PackageOverride",
+    "BLACKHOLE_PROXY",
     "build_environment",
+    "build_project",
     "build_sdists",
-    "load_overrides",
-    "query_build_requires",
+    "install_offline_hook",
     "wheels_for_sdists",
 ]
 
-SOURCE_DATE_EPOCH = "315532800"
-"""1980-01-01T00:00:00Z: the earliest date a zip (wheel) can hold; fixed so rebuilds match."""
-BLACKHOLE_PROXY = "http://127.0.0.1:9"
+BLACKHOLE_PROXY = "http://{}:{}".format(*_offline_hook.BLACKHOLE)
 """Proxies point here (the discard port, closed): clients that honour proxies fail at once, and
 the offline hook recognises the address to name the package in its message."""
-TAIL_LINES = 15
-"""Backend output lines a BuildError shows: enough for a compiler error, short for a Nix log."""
 _DROP_ENV_PREFIXES = ("PYTHON", "PIP_", "VIRTUAL_ENV", "CONDA")
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-OFFLINE_HOOK = '''\
-"""Installed by wheelhouse into a build environment: no network access while building."""
-import socket
-
-_PACKAGE = {package!r}
-_MESSAGE = (
-    "network access is not allowed while building " + _PACKAGE + " (wheelhouse builds sdists "
-    "offline from the locked wheelhouse; lock what the build downloads as a build requirement, "
-    "or lock a wheel of " + _PACKAGE + ")"
-)
-_BLACKHOLE = ("127.0.0.1", 9)
-
-
-def _loopback(host):
-    host = str(host)
-    return host in ("localhost", "::1", "") or host.startswith("127.")
-
-
-def _check(sock, address):
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    if not isinstance(address, tuple) or not _loopback(address[0]) or (
-        tuple(address[:2]) == _BLACKHOLE
-    ):
-        raise ConnectionRefusedError(111, _MESSAGE)
-
-
-_connect = socket.socket.connect
-_connect_ex = socket.socket.connect_ex
-_getaddrinfo = socket.getaddrinfo
-
-
-def connect(self, address):
-    _check(self, address)
-    return _connect(self, address)
-
-
-def connect_ex(self, address):
-    _check(self, address)
-    return _connect_ex(self, address)
-
-
-def getaddrinfo(host, *args, **kwargs):
-    if host is not None and not _loopback(host.decode() if isinstance(host, bytes) else host):
-        raise socket.gaierror(socket.EAI_NONAME, _MESSAGE)
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = connect
-socket.socket.connect_ex = connect_ex
-socket.getaddrinfo = getaddrinfo
-'''
-
-
-# --- overrides -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PackageOverride:
-    """Extra build inputs for one package (from Nix: its ``nativeBuildInputs`` and ``env``)."""
-
-    path: tuple[str, ...] = ()
-    pkg_config_path: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """``--overrides FILE.json``: inputs for every build, and per package.
-
-    ``{"path": [...], "pkg_config_path": [...], "env": {...},
-    "packages": {"<name>": {"path": [...], "pkg_config_path": [...], "env": {...}}}}``
-    (every key optional). Paths are prepended to ``PATH``/``PKG_CONFIG_PATH``.
-    """
-
-    common: PackageOverride = PackageOverride()
-    packages: Mapping[NormalizedName, PackageOverride] = field(default_factory=dict)
-
-
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UsageError(f"{where} must be a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _package_override(data: Any, where: str) -> PackageOverride:
-    if not isinstance(data, dict):
-        raise UsageError(f"{where} must be an object, got {data!r}")
-    unknown = sorted(set(data) - {"path", "pkg_config_path", "env", "packages"})
-    if unknown:
-        raise UsageError(f"{where} has unknown keys {unknown}; allowed: path, pkg_config_path, env")
-    env = data.get("env", {})
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise UsageError(f"{where}.env must map names to strings, got {env!r}")
-    return PackageOverride(
-        path=_strings(data.get("path", []), f"{where}.path"),
-        pkg_config_path=_strings(data.get("pkg_config_path", []), f"{where}.pkg_config_path"),
-        env=dict(env),
-    )
-
-
-def parse_overrides(data: Any, where: str = "overrides") -> Overrides:
-    """Validate the overrides JSON document (see ``Overrides``); errors name the bad entry."""
-    common = _package_override(data, where)
-    packages = data.get("packages", {})
-    if not isinstance(packages, dict):
-        raise UsageError(f"{where}.packages must be an object, got {packages!r}")
-    per: dict[NormalizedName, PackageOverride] = {}
-    for name, value in packages.items():
-        entry = _package_override(value, f"{where}.packages.{name}")
-        if "packages" in value:
-            raise UsageError(f"{where}.packages.{name} cannot hold packages")
-        per[canonicalize_name(name)] = entry
-    return Overrides(common, per)
-
-
-def load_overrides(path: Path) -> Overrides:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such overrides file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:  # a directory, no permission...
-        raise UsageError(f"{path}: cannot read it ({exc.strerror}); give a JSON file") from None
-    return parse_overrides(data, str(path))
-
 
 # --- environment (pure) --------------------------------------------------------------------------
 
@@ -223,7 +88,7 @@ def build_environment(
     package: str,
     env_bin: str,
     home: str,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides = NO_OVERRIDES,
 ) -> dict[str, str]:
     """The process environment of one offline build.
 
@@ -271,184 +136,6 @@ def build_environment(
     return env
 
 
-# --- running hooks -------------------------------------------------------------------------------
-
-
-class _HookFailed(Exception):
-    def __init__(self, returncode: int) -> None:
-        super().__init__(returncode)
-        self.returncode = returncode
-
-
-class _Runner:
-    """A ``pyproject_hooks`` runner that captures the backend's output for error messages, and
-    runs the backend through ``isolation`` (a new network namespace, where the OS allows)."""
-
-    def __init__(self, env: Mapping[str, str], isolation: Isolation = ADVISORY) -> None:
-        self.env = dict(env)
-        self.isolation = isolation
-        self.output: list[str] = []
-
-    def __call__(
-        self,
-        cmd: Sequence[str],
-        cwd: str | None = None,
-        extra_environ: Mapping[str, str] | None = None,
-    ) -> None:
-        env = {**self.env, **(extra_environ or {})}
-        proc = subprocess.run(
-            self.isolation.command(cmd),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-        self.output.extend(proc.stdout.decode("utf-8", "replace").splitlines())
-        if proc.returncode != 0:
-            raise _HookFailed(proc.returncode)
-
-    def tail(self) -> str:
-        lines = [ln.rstrip() for ln in self.output if ln.strip()][-TAIL_LINES:]
-        if not lines:
-            return " (the backend printed nothing)"
-        return f"; the backend's last {len(lines)} lines of output:\n" + "\n".join(
-            "  | " + ln for ln in lines
-        )
-
-
-def _call_hook(what: str, package: str, runner: _Runner, call: Any, *args: Any) -> Any:
-    """Call a hook; every way it can fail becomes a BuildError naming the package."""
-    try:
-        return call(*args)
-    except _HookFailed as exc:
-        raise BuildError(
-            f"building {package}: {what} failed (exit status {exc.returncode})"
-            f"{' in a network namespace' if runner.isolation.namespaced else ''}{runner.tail()}"
-        ) from None
-    except pyproject_hooks.BackendUnavailable as exc:
-        raise BuildError(
-            f"building {package}: the build backend {exc.backend_name or ''} cannot be imported "
-            f"({(exc.traceback.strip().splitlines() or ['no traceback'])[-1]}); is it in the "
-            f"build requirements?{runner.tail()}"
-        ) from None
-    except (
-        pyproject_hooks.HookMissing,
-        pyproject_hooks.UnsupportedOperation,
-        pyproject_hooks.BackendInvalid,
-        ValueError,
-    ) as exc:
-        raise BuildError(f"building {package}: {what} failed: {exc!r}{runner.tail()}") from None
-
-
-def _hook_caller(
-    source: Path, system: sdist.BuildSystem, python: str, runner: _Runner
-) -> pyproject_hooks.BuildBackendHookCaller:
-    return pyproject_hooks.BuildBackendHookCaller(
-        str(source),
-        system.backend,
-        backend_path=list(system.backend_path) or None,
-        runner=runner,
-        python_executable=python,
-    )
-
-
-def source_build_system(source: Path, filename: str) -> sdist.BuildSystem:
-    pyproject = source / "pyproject.toml"
-    if not pyproject.is_file():
-        return sdist.LEGACY_BUILD_SYSTEM
-    import tomllib
-
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BuildError(f"{filename}: pyproject.toml is not valid TOML ({exc})") from None
-    return sdist.build_system(data, filename)
-
-
-def query_build_requires(path: Path, system: sdist.BuildSystem, inputs: Inputs) -> list[str]:
-    """Ask the sdist's backend ``get_requires_for_build_wheel`` (lock time, network allowed).
-
-    The backend runs in a fresh venv holding only ``system.requires``, installed by pip from the
-    lock's indexes, so what it answers does not depend on this machine's packages.
-    """
-    with tempfile.TemporaryDirectory(prefix="wheelhouse-requires-") as tmp:
-        if path.is_dir():  # a project: its backend may write (egg-info), so it gets a copy
-            source = copy_source(path, Path(tmp, "src"))
-        else:
-            source = sdist.extract(path, Path(tmp, "src"))
-        env_dir = Path(tmp, "env")
-        venv.EnvBuilder(symlinks=True, with_pip=False, clear=True).create(env_dir)
-        python = str(env_dir / "bin" / "python")
-        environ, secrets = pip_environment(inputs)
-        environ = {k: v for k, v in environ.items() if not k.startswith("PYTHON")}
-        if system.requires:
-            cmd = [
-                sys.executable,
-                "-m",
-                "pip",
-                "--python",
-                python,
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-            ]
-            for link in inputs.find_links:
-                cmd += ["--find-links", link]
-            proc = subprocess.run(
-                [*cmd, *system.requires],
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                detail = proc.stderr
-                for secret in secrets:
-                    detail = detail.replace(secret, "****")
-                lines = [ln for ln in detail.splitlines() if ln.strip()][-5:]
-                raise ResolutionError(
-                    f"{path.name}: pip cannot install its build requirements "
-                    f"{', '.join(system.requires)} (needed to ask its backend for more): "
-                    + " | ".join(lines)
-                )
-        runner = _Runner({**environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH})
-        caller = _hook_caller(source, system, python, runner)
-        reqs = _call_hook(
-            "get_requires_for_build_wheel",
-            path.name,
-            runner,
-            caller.get_requires_for_build_wheel,
-        )
-    if not isinstance(reqs, list) or not all(isinstance(r, str) for r in reqs):
-        raise BuildError(
-            f"{path.name}: get_requires_for_build_wheel returned {reqs!r}, not a list of strings"
-        )
-    return reqs
-
-
-def copy_source(project: Path, dest: Path) -> Path:
-    """A project's tree as a backend should see it: no VCS data, caches or Nix result links."""
-    skip = {".git", ".hg", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-
-    def ignore(_dir: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in skip or n.startswith("result")}
-
-    shutil.copytree(project, dest, symlinks=True, ignore=ignore)
-    # A source in the Nix store is read-only, and backends write (egg-info, build/): the copy is
-    # the user's to write.
-    for root, _dirs, files in os.walk(dest):
-        os.chmod(root, os.stat(root).st_mode | stat.S_IWUSR)
-        for name in files:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
-    return dest
-
-
 # --- building ------------------------------------------------------------------------------------
 
 
@@ -471,6 +158,15 @@ def _verify(art: Artifact, wheelhouse: Path) -> Path:
             f"{art.package} {art.version}; delete the file and run `wheelhouse fetch` again"
         )
     return path
+
+
+def install_offline_hook(site: Path, package: str) -> None:
+    """Block the network for every Python process started with ``site`` (a site-packages dir):
+    the hook module, its ``.pth`` and the name of the package it reports (see _offline_hook)."""
+    module = _offline_hook.MODULE
+    shutil.copyfile(_offline_hook.__file__, site / f"{module}.py")
+    (site / _offline_hook.PACKAGE_FILE).write_text(package, encoding="utf-8")
+    (site / f"{module}.pth").write_text(f"import {module}; {module}.install()\n")
 
 
 def _site_packages(prefix: Path) -> Path:
@@ -548,9 +244,7 @@ def _build_wheel(
         raise BuildError(
             f"building {package}: cannot install its build environment: {exc}"
         ) from None
-    site = _site_packages(prefix)
-    (site / "_wheelhouse_offline.py").write_text(OFFLINE_HOOK.format(package=package))
-    (site / "_wheelhouse_offline.pth").write_text("import _wheelhouse_offline\n")
+    install_offline_hook(_site_packages(prefix), package)
     source = unpack()
     system = source_build_system(source, origin)
     (root / "home").mkdir()
@@ -561,10 +255,10 @@ def _build_wheel(
         home=str(root / "home"),
         overrides=overrides,
     )
-    runner = _Runner(env, isolation)
+    runner = Runner(env, isolation)
     env_python = str(prefix / "bin" / "python")
-    caller = _hook_caller(source, system, env_python, runner)
-    asked = _call_hook(
+    caller = hook_caller(source, system, env_python, runner)
+    asked = call_hook(
         "get_requires_for_build_wheel", package, runner, caller.get_requires_for_build_wheel
     )
     available: dict[str, str] = {canonicalize_name(a.package): a.version for a, _ in wheels}
@@ -576,7 +270,7 @@ def _build_wheel(
         )
     outdir = root / "out"
     outdir.mkdir()
-    name = _call_hook("build_wheel", package, runner, caller.build_wheel, str(outdir))
+    name = call_hook("build_wheel", package, runner, caller.build_wheel, str(outdir))
     wheel = outdir / str(name)
     if not isinstance(name, str) or "/" in name or not wheel.is_file():
         raise BuildError(
@@ -655,7 +349,7 @@ def build_sdists(
     *,
     python: str | None = None,
     jobs: int = 1,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides = NO_OVERRIDES,
     exclude: Collection[str] = (),
     isolation: Isolation | None = None,
 ) -> list[Path]:
@@ -745,7 +439,7 @@ def build_project(
     *,
     python: str | None = None,
     jobs: int = 1,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides = NO_OVERRIDES,
     isolation: Isolation | None = None,
 ) -> Path:
     """Build the locked project from ``source`` into a wheel in ``output``, offline, with the

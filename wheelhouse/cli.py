@@ -21,13 +21,7 @@ from typing import Any, NoReturn
 from packaging.utils import canonicalize_name
 
 from wheelhouse import __version__, export, isolation, lockfile, nar, rpath, scaffold, ui
-from wheelhouse.build import (
-    Overrides,
-    build_project,
-    build_sdists,
-    load_overrides,
-    wheels_for_sdists,
-)
+from wheelhouse.build import build_project, build_sdists, wheels_for_sdists
 from wheelhouse.download import Downloader
 from wheelhouse.errors import (
     HashMismatchError,
@@ -42,6 +36,7 @@ from wheelhouse.fetch import fetch
 from wheelhouse.install import RunpathPass, check_interpreter, install_env, local_artifact
 from wheelhouse.lock import Options, build_lock, build_lock_from, write_lock
 from wheelhouse.model import Artifact
+from wheelhouse.overrides import Overrides, load_overrides
 from wheelhouse.project import (
     ProjectInfo,
     editable_wheel,

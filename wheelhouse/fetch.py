@@ -22,6 +22,7 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from wheelhouse.download import Downloader, unique_by_filename
 from wheelhouse.errors import FetchError, HashMismatchError
@@ -32,6 +33,7 @@ __all__ = ["fetch"]
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
+_CHUNK = 1024 * 1024
 
 
 def fetch(artifacts: Sequence[Artifact], dest: Path, downloader: Downloader) -> list[Path]:
@@ -128,27 +130,27 @@ def _fill(
 
 
 def _place(source: Path, directory: Path, artifact: Artifact, downloader: Downloader) -> None:
-    """Copy ``source`` to ``directory/<filename>`` atomically, verifying the copy."""
+    """Copy ``source`` to ``directory/<filename>`` atomically, verifying the bytes copied."""
     target = directory / artifact.filename
     for attempt in range(2):
         if attempt:
             # The cache entry vanished or changed after get(): get() re-verifies (and evicts).
             source = downloader.get(artifact)
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=temp_prefix(artifact.filename))
-        os.close(fd)
         tmp = Path(tmp_name)
         try:
-            try:
-                shutil.copyfile(source, tmp)
-            except FileNotFoundError:
-                continue
-            except OSError as error:
-                raise FetchError(
-                    f"{artifact.filename}: cannot copy it into {directory}: "
-                    f"{error.strerror or error}; check free space and permissions"
-                ) from None
-            os.chmod(tmp, FILE_MODE)
-            if _is_correct(tmp, artifact, sync=True):
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    correct = _copy_verified(source, out, artifact)
+                except FileNotFoundError:
+                    continue
+                except OSError as error:
+                    raise FetchError(
+                        f"{artifact.filename}: cannot copy it into {directory}: "
+                        f"{error.strerror or error}; check free space and permissions"
+                    ) from None
+            if correct:
+                os.chmod(tmp, FILE_MODE)
                 os.replace(tmp, target)
                 return
         finally:
@@ -162,7 +164,25 @@ def _place(source: Path, directory: Path, artifact: Artifact, downloader: Downlo
     )
 
 
-def _is_correct(path: Path, artifact: Artifact, *, sync: bool = False) -> bool:
+def _copy_verified(source: Path, out: BinaryIO, artifact: Artifact) -> bool:
+    """Copy ``source`` into ``out`` (then fsync it), hashing the bytes on their way: whether
+    they are the artifact's. The copy is never read back, and a change of ``source`` after it
+    was verified is caught here."""
+    hasher = hashlib.sha256()
+    size = 0
+    with open(source, "rb") as file:
+        while chunk := file.read(_CHUNK):
+            size += len(chunk)
+            if artifact.size is not None and size > artifact.size:
+                return False
+            hasher.update(chunk)
+            out.write(chunk)
+    out.flush()
+    os.fsync(out.fileno())
+    return artifact.size in (None, size) and hasher.hexdigest() == artifact.sha256.lower()
+
+
+def _is_correct(path: Path, artifact: Artifact) -> bool:
     """Whether ``path`` is a regular file (not a link) with the artifact's bytes."""
     try:
         if not stat.S_ISREG(os.lstat(path).st_mode):  # also: never open a FIFO (it would block)
@@ -172,8 +192,6 @@ def _is_correct(path: Path, artifact: Artifact, *, sync: bool = False) -> bool:
             if artifact.size is not None and info.st_size != artifact.size:
                 return False
             digest = hashlib.file_digest(file, "sha256").hexdigest()
-            if sync:
-                os.fsync(file.fileno())
     except OSError:
         return False
     return digest == artifact.sha256.lower()

@@ -1,7 +1,7 @@
 """How ``build-sdists`` keeps backends off the network: namespaces where the OS allows, else advice.
 
-The advisory block (proxies at a closed port, ``PIP_NO_INDEX``, the ``.pth`` hook in
-``wheelhouse.build``) only stops code that uses Python's ``socket`` module politely: a backend
+The advisory block (proxies at a closed port, ``PIP_NO_INDEX``, the ``.pth`` hook of
+``_offline_hook.py``) only stops code that uses Python's ``socket`` module politely: a backend
 can call ``_socket`` directly or start ``python -S``. A new network namespace stops every process
 of the build at the kernel: it has a loopback of its own and nothing else. Whether the kernel lets
 this user create one (unprivileged user namespaces may be disabled by a sysctl, AppArmor, or a

@@ -24,7 +24,7 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from wheelhouse import __version__, build, index, lockfile, nar, sdist, ui
+from wheelhouse import __version__, backend, buildreqs, index, lockfile, nar, sdist, ui
 from wheelhouse.download import Downloader
 from wheelhouse.errors import LockError, ResolutionError
 from wheelhouse.mirror import IndexMirror, PageCache
@@ -204,8 +204,8 @@ class _BuildLocker:
         """File names of the project's own build environment (sdists in it join ``envs``)."""
         label = f"project {project.name}"
         if label not in self.requirements:
-            system = build.source_build_system(project.directory, label)
-            dynamic = build.query_build_requires(project.directory, system, self.inputs)
+            system = backend.source_build_system(project.directory, label)
+            dynamic = buildreqs.query_build_requires(project.directory, system, self.inputs)
             self.requirements[label] = sorted({*system.requires, *dynamic})
         picks = self._picks(target, label, self.requirements[label])
         for dep in picks:
@@ -217,7 +217,7 @@ class _BuildLocker:
         if art.filename not in self.requirements:
             path = self.downloaded[art.filename]
             system = sdist.read_build_system(path)
-            dynamic = build.query_build_requires(path, system, self.inputs)
+            dynamic = buildreqs.query_build_requires(path, system, self.inputs)
             self.requirements[art.filename] = sorted({*system.requires, *dynamic})
         return self.requirements[art.filename]
 

@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from packaging.utils import canonicalize_name
 
 from wheelhouse import ui
-from wheelhouse.download import Downloader, env_credentials
+from wheelhouse.credentials import env_credentials
+from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError, UsageError
 from wheelhouse.mirror import IndexMirror, PageCache
 from wheelhouse.project import read_pyproject

@@ -12,7 +12,8 @@ Everything a build needs to *decide* lives here and does no work beyond reading 
 * ``build_order``: sdists whose locked build environment holds another sdist wait for that one's
   wheel; the order is deterministic and a cycle is an error naming it.
 
-Running backends is ``wheelhouse.build``'s job.
+Running backends is ``wheelhouse.backend``'s job (for ``wheelhouse.buildreqs`` at lock time and
+``wheelhouse.build`` offline).
 """
 
 from __future__ import annotations
