@@ -37,6 +37,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -110,13 +111,16 @@ class IndexServer:
         tls: tuple[Path, Path] | None = None,
         hashes: bool = True,
         upload_time: str | None = None,
+        core_metadata: bool = False,
     ) -> None:
         """``requires_python``/``yanked``: per file name; ``json_api=False``: HTML only;
         ``ranges=False``: no ``Range`` support; ``files_base``: absolute base URL for file links
         (another server); ``tls``: ``(certfile, keyfile)`` to serve HTTPS; ``hashes=False``:
         file links without hashes (plain HTML indexes, find-links pages); ``upload_time``: an
         ISO 8601 time every file carries as PEP 700 ``upload-time`` in JSON (uv copies it into
-        its locks as a TOML datetime)."""
+        its locks as a TOML datetime); ``core_metadata``: each wheel's METADATA offered next to
+        it (PEP 658/714: ``core-metadata`` with its hash, ``/files/<wheel>.metadata``), as the
+        public index does."""
         self.root = Path(root)
         self.requires_python: dict[str, str] = dict(requires_python or {})
         self.yanked: dict[str, str] = dict(yanked or {})
@@ -126,6 +130,7 @@ class IndexServer:
         self.tls = tls
         self.hashes = hashes
         self.upload_time = upload_time
+        self.core_metadata = core_metadata
         self.requests: list[RecordedRequest] = []
         self.connections = 0
         """TCP connections accepted so far (with TLS: handshakes completed)."""
@@ -389,6 +394,9 @@ class IndexServer:
                     item["yanked"] = self.yanked[filename] or True
                 if self.upload_time is not None:
                     item["upload-time"] = self.upload_time
+                if self.core_metadata and filename.endswith(".whl"):
+                    meta = hashlib.sha256(self._metadata(filename)).hexdigest()
+                    item["core-metadata"] = {"sha256": meta}
                 json_files.append(item)
             versions = sorted({v for f in files if (v := (split_filename(f) or ("", ""))[1])})
             doc = {
@@ -407,6 +415,9 @@ class IndexServer:
                 attrs += f' data-requires-python="{html.escape(self.requires_python[filename])}"'
             if filename in self.yanked:
                 attrs += f' data-yanked="{html.escape(self.yanked[filename])}"'
+            if self.core_metadata and filename.endswith(".whl"):
+                meta = hashlib.sha256(self._metadata(filename)).hexdigest()
+                attrs += f' data-core-metadata="sha256={meta}"'
             links.append(f"<a {attrs}>{html.escape(filename)}</a><br/>\n")
         body = (
             '<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.1">'
@@ -415,7 +426,18 @@ class IndexServer:
         )
         handler.send_simple(200, body.encode(), {"Content-Type": self._html_type(handler)})
 
+    def _metadata(self, wheel: str) -> bytes:
+        with zipfile.ZipFile(self.root / wheel) as archive:
+            (name,) = [
+                n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)
+            ]
+            return archive.read(name)
+
     def _serve_file(self, handler: _Handler, filename: str, path: str) -> None:
+        wheel = filename.removesuffix(".metadata")
+        if self.core_metadata and wheel != filename and (self.root / wheel).is_file():
+            handler.send_simple(200, self._metadata(wheel), {"Content-Type": "text/plain"})
+            return
         file = self.root / filename
         if filename.startswith(".") or not file.is_file():
             handler.send_simple(404, b"no such file\n")

@@ -17,6 +17,7 @@ import pytest
 from conftest import build_demo_index
 from indexserver import IndexServer
 from packaging.pylock import Pylock
+from wheelmaker import make_wheel
 
 from wheelhouse import nar
 from wheelhouse.cli import main
@@ -318,3 +319,49 @@ def test_files_listed_without_hashes_are_downloaded_once(
     ]
     assert ours, "the locker downloaded nothing itself: the test no longer covers hashless files"
     assert sorted(ours) == sorted(set(ours)), f"downloaded more than once: {sorted(ours)}"
+
+
+def versions(data: dict[str, Any]) -> dict[str, str]:
+    return {p["name"]: p["version"] for p in data["packages"]}
+
+
+def test_relock_keeps_the_previous_versions_and_downloads_only_new_files(
+    index_server_factory: Callable[..., IndexServer],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "files"
+    root.mkdir()
+    make_wheel(root, "app", "1.0", requires=["lib"])
+    make_wheel(root, "lib", "1.0")
+    make_wheel(root, "tool", "1.0", requires=["lib"])
+    server = index_server_factory(root)
+    out = tmp_path / "pylock.toml"
+
+    def relock(*args: str) -> dict[str, Any]:
+        argv = ["lock", *args, "--index-url", server.simple_url, "-o", str(out)]
+        assert main(argv) == 0
+        return tomllib.loads(out.read_text())
+
+    assert versions(relock("app")) == {"app": "1.0", "lib": "1.0"}
+    make_wheel(root, "lib", "2.0")  # released after the first lock
+    server.clear_requests()
+    assert versions(relock("app", "tool")) == {"app": "1.0", "lib": "1.0", "tool": "1.0"}
+    downloads = [r.path for r in server.requests if r.path.startswith("/files/")]
+    assert downloads == ["/files/tool-1.0-py3-none-any.whl"]  # the rest is in the cache
+
+    assert versions(relock("app", "tool", "-P", "lib"))["lib"] == "2.0"
+    relock("app", "tool", "-U", "-P", "nothing")
+    make_wheel(root, "lib", "3.0")
+    make_wheel(root, "app", "2.0", requires=["lib"])
+    assert versions(relock("app", "tool")) == {"app": "1.0", "lib": "2.0", "tool": "1.0"}
+    assert versions(relock("app", "tool", "--upgrade")) == {
+        "app": "2.0",
+        "lib": "3.0",
+        "tool": "1.0",
+    }
+    # A requirement the pins cannot meet: resolved afresh, and said so.
+    relock("app==1.0", "tool")  # pins app 1.0 again
+    capsys.readouterr()
+    assert versions(relock("app>=2", "tool")) == {"app": "2.0", "lib": "3.0", "tool": "1.0"}
+    assert "resolving afresh" in capsys.readouterr().err

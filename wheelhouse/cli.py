@@ -34,7 +34,7 @@ from wheelhouse.errors import (
 )
 from wheelhouse.fetch import fetch
 from wheelhouse.install import RunpathPass, check_interpreter, install_env, local_artifact
-from wheelhouse.lock import Options, build_lock, build_lock_from, write_lock
+from wheelhouse.lock import Options, build_lock, build_lock_from, previous_pins, write_lock
 from wheelhouse.model import Artifact
 from wheelhouse.overrides import Overrides, load_overrides
 from wheelhouse.project import (
@@ -135,6 +135,21 @@ def _add_lock_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="PYLOCK",
         help="keep the pins of another tool's PEP 751 lock (uv, pip, pdm) and add "
         "[tool.wheelhouse]: files per --python target, sdists' build environments, NAR hashes",
+    )
+    p.add_argument(
+        "-U",
+        "--upgrade",
+        action="store_true",
+        help="resolve afresh (default: keep the versions of the existing --output lock that "
+        "the requirements still allow)",
+    )
+    p.add_argument(
+        "-P",
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let this package move to its newest allowed version (repeatable)",
     )
     _add_resolution_options(p)
 
@@ -612,7 +627,12 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         output,
         _downloader(args, output.parent),
         Options(
-            prefer_binary=args.prefer_binary_wheels, no_binary=tuple(args.no_binary), jobs=args.jobs
+            prefer_binary=args.prefer_binary_wheels,
+            no_binary=tuple(args.no_binary),
+            jobs=args.jobs,
+            pins=previous_pins(
+                output, getattr(args, "upgrade", False), getattr(args, "upgrade_package", ())
+            ),
         ),
         project=info,
     )

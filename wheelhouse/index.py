@@ -17,6 +17,7 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 from packaging.utils import canonicalize_name
 
 from wheelhouse.errors import NotFoundError
+from wheelhouse.memo import Memo
 from wheelhouse.selection import Candidate, candidate_identity
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -25,6 +26,24 @@ ACCEPT = f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0
 
 class PageReader(Protocol):
     def read(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]: ...
+
+
+class PageCache:
+    """Project pages read and parsed once per lock, shared by pip (through the loopback
+    mirror), the mirror's read-ahead and the lock's own file listings. Failures are kept too:
+    asking again gives the same error."""
+
+    def __init__(self, reader: PageReader) -> None:
+        self._reader = reader
+        self._pages: Memo[tuple[str, str | None], tuple[bytes, str, str]] = Memo()
+        self._parsed: Memo[str, list[Candidate]] = Memo()
+
+    def read(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
+        return self._pages.get((url, accept), lambda: self._reader.read(url, accept))
+
+    def candidates(self, url: str) -> list[Candidate]:
+        """The files on the page at ``url`` (asked for with ``ACCEPT``)."""
+        return self._parsed.get(url, lambda: parse_page(*self.read(url, ACCEPT)))
 
 
 def strip_credentials(url: str) -> str:
@@ -143,6 +162,7 @@ def list_files(
     failure is an error, since silently skipping an index could change what gets locked.
     """
     norm = canonicalize_name(name)
+    pages = reader if isinstance(reader, PageCache) else PageCache(reader)
     seen: dict[str, Candidate] = {}
 
     def add(cands: Iterable[Candidate]) -> None:
@@ -152,18 +172,15 @@ def list_files(
                 seen.setdefault(c.filename, c)
 
     for index in indexes:
-        page = index.rstrip("/") + f"/{norm}/"
         try:
-            body, final, ctype = reader.read(page, ACCEPT)
+            add(pages.candidates(index.rstrip("/") + f"/{norm}/"))
         except NotFoundError:
             continue
-        add(parse_page(body, final, ctype))
     for link in find_links:
         if "://" not in link or link.startswith("file://"):
             directory = Path(unquote(urlsplit(link).path) if "://" in link else link)
             if directory.is_dir():
                 add(_local_dir(directory))
             continue
-        body, final, ctype = reader.read(link, "text/html")
-        add(parse_page(body, final, ctype))
+        add(parse_page(*pages.read(link, "text/html")))
     return sorted(seen.values(), key=lambda c: c.filename)

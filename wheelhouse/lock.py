@@ -27,7 +27,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from wheelhouse import __version__, backend, buildreqs, index, lockfile, nar, sdist, ui
 from wheelhouse.download import Downloader
 from wheelhouse.errors import LockError, ResolutionError
-from wheelhouse.mirror import IndexMirror, PageCache
+from wheelhouse.index import PageCache
+from wheelhouse.mirror import IndexMirror
 from wheelhouse.model import Artifact
 from wheelhouse.project import ProjectInfo, has_build_system, read_project
 from wheelhouse.resolve import Inputs, Resolved, check_url, resolve

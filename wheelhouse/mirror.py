@@ -43,7 +43,8 @@ from packaging.version import InvalidVersion, Version
 from wheelhouse import index
 from wheelhouse.download import Downloader
 from wheelhouse.errors import FetchError, NotFoundError, WheelhouseError
-from wheelhouse.index import PageReader
+from wheelhouse.index import PageCache
+from wheelhouse.memo import Memo
 from wheelhouse.model import Artifact
 from wheelhouse.selection import Candidate, candidate_identity, python_ok
 from wheelhouse.targets import Target
@@ -53,30 +54,6 @@ Choose = Callable[[str, str, Sequence[Candidate], Target], Candidate]
 
 READ_AHEAD_JOBS = 16
 """Pages and metadata files fetched at once ahead of pip: small requests, latency-bound."""
-
-
-class PageCache:
-    """Project pages read once per lock and shared by pip (through the mirror), the read-ahead
-    and the lock's own file listings. Failures are kept too: asking again gives the same error."""
-
-    def __init__(self, reader: PageReader) -> None:
-        self._reader = reader
-        self._lock = threading.Lock()
-        self._pages: dict[tuple[str, str | None], Future[tuple[bytes, str, str]]] = {}
-
-    def read(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
-        key = (url, accept)
-        with self._lock:
-            future = self._pages.get(key)
-            owner = future is None
-            if future is None:
-                future = self._pages[key] = Future()
-        if owner:
-            try:
-                future.set_result(self._reader.read(url, accept))
-            except BaseException as exc:  # kept for the next reader, raised below
-                future.set_exception(exc)
-        return future.result()
 
 
 class IndexMirror:
@@ -105,8 +82,9 @@ class IndexMirror:
         self._lock = threading.Lock()
         self._files: list[tuple[NormalizedName, Candidate]] = []
         self._ids: dict[str, int] = {}
-        self._metadata: dict[str, Future[bytes]] = {}
-        self._unhashed: dict[str, Future[tuple[Path, str]]] = {}
+        self._metadata: Memo[str, bytes] = Memo()
+        self._rendered: Memo[tuple[int, NormalizedName], bytes | None] = Memo()
+        self._unhashed: Memo[str, tuple[Path, str]] = Memo()
         self._ahead: set[NormalizedName] = set()
         self._considered: set[tuple[NormalizedName, str]] = set()
         self._downloads: dict[str, tuple[Artifact, Future[Path]]] = {}
@@ -226,19 +204,21 @@ class IndexMirror:
 
     def page(self, number: int, project: str) -> bytes | None:
         """Index ``number``'s page for ``project`` as PEP 691 JSON with loopback file URLs;
-        None when the index has no such project."""
+        None when the index has no such project. Made once (the read-ahead usually has)."""
         name = canonicalize_name(project)
+        return self._rendered.get((number, name), lambda: self._render(number, name))
+
+    def _render(self, number: int, name: NormalizedName) -> bytes | None:
         url = self._indexes[number].rstrip("/") + f"/{name}/"
         try:
-            body, final, ctype = self.pages.read(url, index.ACCEPT)
+            cands = self.pages.candidates(url)
         except NotFoundError:
             return None
-        except WheelhouseError as exc:
-            self._fail(exc)
-            raise
+        target = self._target
+        platforms = {t.platform for t in target.tags} if target else None
         files = []
-        for cand in index.parse_page(body, final, ctype):
-            if cand.url is None:
+        for cand in cands:
+            if cand.url is None or (platforms and not _may_fit(cand.filename, platforms)):
                 continue
             entry: dict[str, object] = {
                 "filename": cand.filename,
@@ -256,48 +236,30 @@ class IndexMirror:
     def metadata(self, name: NormalizedName, cand: Candidate) -> bytes:
         """The file's PEP 658 metadata, fetched once and checked against the page's hash."""
         assert cand.url is not None
-        with self._lock:
-            future = self._metadata.get(cand.url)
-            owner = future is None
-            if future is None:
-                future = self._metadata[cand.url] = Future()
-        if owner:
-            try:
-                body = self._downloader.read(cand.url + ".metadata")[0]
-                if cand.metadata and hashlib.sha256(body).hexdigest() != cand.metadata:
-                    raise FetchError(
-                        f"{cand.filename}.metadata: its sha256 is not the one the index page "
-                        f"gives ({cand.metadata}); the index serves inconsistent data"
-                    )
-                future.set_result(body)
-            except BaseException as exc:  # kept for the next reader, raised below
-                future.set_exception(exc)
-        return future.result()
+        url = cand.url
+        return self._metadata.get(url, lambda: self._fetch_metadata(url, cand))
+
+    def _fetch_metadata(self, url: str, cand: Candidate) -> bytes:
+        body = self._downloader.read(url + ".metadata")[0]
+        if cand.metadata and hashlib.sha256(body).hexdigest() != cand.metadata:
+            raise FetchError(
+                f"{cand.filename}.metadata: its sha256 is not the one the index page "
+                f"gives ({cand.metadata}); the index serves inconsistent data"
+            )
+        return body
 
     def whole_file(self, name: NormalizedName, cand: Candidate) -> Path:
         """A file pip downloads itself (no PEP 658 metadata, or an sdist to prepare)."""
         assert cand.url is not None
         if cand.sha256:
             return self._download(name, cand, now=True).result()
-        with self._lock:
-            future = self._unhashed.get(cand.url)
-            owner = future is None
-            if future is None:
-                future = self._unhashed[cand.url] = Future()
-        if owner:
-            try:
-                future.set_result(self._downloader.get_unhashed(cand.url, cand.filename))
-            except BaseException as exc:  # kept for the next reader, raised below
-                future.set_exception(exc)
-        return future.result()[0]
+        url = cand.url
+        return self._unhashed.get(url, lambda: self._downloader.get_unhashed(url, cand.filename))[0]
 
     def sha256_of(self, url: str) -> str | None:
         """The sha256 of a file the index lists without one, if pip downloaded it already."""
-        with self._lock:
-            future = self._unhashed.get(url)
-        if future is None or not future.done() or future.exception() is not None:
-            return None
-        return future.result()[1]
+        done = self._unhashed.done(url)
+        return done[1] if done else None
 
     def served_metadata(self, name: NormalizedName, cand: Candidate, body: bytes) -> None:
         """pip looks at ``cand``'s version: download the lock's file for it, read ahead."""
@@ -315,6 +277,11 @@ class IndexMirror:
             self._ahead_pool.submit(_quietly, fn, *args)
 
     def _listing(self, name: NormalizedName) -> list[Candidate]:
+        """Every index's files for ``name``; their pages for pip are made meanwhile, so that
+        pip's request finds them ready."""
+        for number in range(len(self._indexes)):
+            with contextlib.suppress(WheelhouseError):
+                self.page(number, name)
         return index.list_files(name, self.pages, self._indexes)
 
     def _download(self, name: NormalizedName, cand: Candidate, now: bool = False) -> Future[Path]:
@@ -430,6 +397,16 @@ def guess(
     return min(usable[best], key=lambda pair: (pair[0], pair[1].filename))[1]
 
 
+def _may_fit(filename: str, platforms: set[str]) -> bool:
+    """Whether a file could install on a target with these platform tags: sdists always, wheels
+    built for a platform of the target or for any. pip would drop the others after parsing
+    them; the mirror leaves them out (a Windows and macOS wheel for every Python version
+    makes some pages ten times as long as what pip can use)."""
+    if not filename.endswith(".whl"):
+        return True
+    return any(p == "any" or p in platforms for p in filename[:-4].rsplit("-", 1)[-1].split("."))
+
+
 def _fill(future: Future[Path], get: Callable[[Artifact], Path], art: Artifact) -> None:
     if not future.set_running_or_notify_cancel():
         return
@@ -459,9 +436,6 @@ def _handler(mirror: IndexMirror) -> type[BaseHTTPRequestHandler]:
                 self._get()
             finally:
                 mirror._count(time.monotonic() - started)
-                import os, sys
-                if os.environ.get("MTRACE"):
-                    print(f"MTRACE {started:.3f} {time.monotonic() - started:.3f} {self.path}", file=sys.stderr)
 
         def _get(self) -> None:
             path = unquote(urlsplit(self.path).path)

@@ -24,7 +24,8 @@ from wheelhouse import ui
 from wheelhouse.credentials import env_credentials
 from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError, UsageError
-from wheelhouse.mirror import IndexMirror, PageCache
+from wheelhouse.index import PageCache
+from wheelhouse.mirror import IndexMirror
 from wheelhouse.project import read_pyproject
 from wheelhouse.targets import Target
 
