@@ -183,16 +183,10 @@ def _with_env_credentials(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=netloc)), password or user
 
 
-def pip_environment(
-    inputs: Inputs, environ: Mapping[str, str] | None = None
-) -> tuple[dict[str, str], list[str]]:
-    """The environment for pip: ``environ`` plus the indexes as ``PIP_INDEX_URL`` and
-    ``PIP_EXTRA_INDEX_URL`` and remote find-links in ``PIP_FIND_LINKS``, with credentials from
-    ``WHEELHOUSE_AUTH`` (pip reads netrc itself).
-
-    Also returns the secrets it handed over, so they can be scrubbed from pip's messages.
-    """
-    env = dict(os.environ if environ is None else environ)
+def with_credentials(inputs: Inputs) -> tuple[list[str], list[str], list[str]]:
+    """The indexes and the find-links, remote ones with ``WHEELHOUSE_AUTH``'s credentials for
+    their host inserted (unless they carry some); and the secrets in them, longest first, so
+    they can be scrubbed from a resolver's messages. Shared by pip and uv (``uvresolve``)."""
     secrets: list[str] = []
     urls = []
     for url in inputs.indexes:
@@ -203,10 +197,25 @@ def pip_environment(
     links = []
     for link in inputs.find_links:
         if _is_remote(link):
-            full, secret = _with_env_credentials(link)
-            links.append(full)
+            link, secret = _with_env_credentials(link)
             if secret:
                 secrets += [secret, quote(secret, safe=""), unquote(secret)]
+        links.append(link)
+    return urls, links, sorted(set(secrets), key=len, reverse=True)
+
+
+def pip_environment(
+    inputs: Inputs, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """The environment for pip: ``environ`` plus the indexes as ``PIP_INDEX_URL`` and
+    ``PIP_EXTRA_INDEX_URL`` and remote find-links in ``PIP_FIND_LINKS``, with credentials from
+    ``WHEELHOUSE_AUTH`` (pip reads netrc itself).
+
+    Also returns the secrets it handed over, so they can be scrubbed from pip's messages.
+    """
+    env = dict(os.environ if environ is None else environ)
+    urls, all_links, secrets = with_credentials(inputs)
+    links = [link for link in all_links if _is_remote(link)]
     env["PIP_INDEX_URL"] = urls[0]
     if urls[1:]:
         env["PIP_EXTRA_INDEX_URL"] = " ".join(urls[1:])
@@ -215,7 +224,7 @@ def pip_environment(
     if links:  # pip adds these to the --find-links of its argv
         env["PIP_FIND_LINKS"] = " ".join([*env.get("PIP_FIND_LINKS", "").split(), *links])
     env.pop("PIP_NO_INDEX", None)
-    return env, sorted(set(secrets), key=len, reverse=True)
+    return env, secrets
 
 
 def _is_remote(link: str) -> bool:
@@ -264,6 +273,20 @@ def _index_access_problem(inputs: Inputs) -> str | None:
     return None
 
 
+def resolution_error(tool: str, target: Target, reason: str, inputs: Inputs) -> ResolutionError:
+    """A failed resolution: the resolver's reason, and why an index refused us if one did."""
+    problem = _index_access_problem(inputs)
+    return ResolutionError(
+        f"{tool} could not resolve the requirements for {target.name}: {reason}; "
+        + (
+            f"probably because {problem}"
+            if problem
+            else "check the requirements, the indexes and their credentials, and the target "
+            "Python (--python)"
+        )
+    )
+
+
 def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
     """Run pip for ``target``; the result is sorted by name for deterministic locks."""
     if not (inputs.requirements or inputs.requirement_files):
@@ -280,17 +303,7 @@ def resolve(inputs: Inputs, target: Target) -> list[Resolved]:
             stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0 or not report.exists():
-            problem = _index_access_problem(inputs)
-            raise ResolutionError(
-                f"pip could not resolve the requirements for {target.name}: "
-                f"{_pip_error(_scrub(proc.stderr, secrets))}; "
-                + (
-                    f"probably because {problem}"
-                    if problem
-                    else "check the requirements, the indexes and their credentials, and the "
-                    "target Python (--python)"
-                )
-            )
+            raise resolution_error("pip", target, _pip_error(_scrub(proc.stderr, secrets)), inputs)
         data = json.loads(report.read_text(encoding="utf-8"))
     rows = []
     for item in data.get("install", []):
