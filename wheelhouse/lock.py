@@ -23,7 +23,7 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from wheelhouse import __version__, backend, buildreqs, index, lockfile, nar, sdist
+from wheelhouse import __version__, backend, buildreqs, index, lockfile, nar, sdist, uvresolve
 from wheelhouse.download import Downloader
 from wheelhouse.errors import ResolutionError
 from wheelhouse.model import Artifact
@@ -32,12 +32,20 @@ from wheelhouse.resolve import Inputs, Resolved, check_url, resolve
 from wheelhouse.selection import Candidate, candidate_identity, select
 from wheelhouse.targets import Target
 
+RESOLVERS = {"pip": resolve, "uv": uvresolve.resolve}
+"""``--resolver``: what turns requirements into ``Resolved`` rows for a target (pip's default)."""
+
 
 @dataclass(frozen=True)
 class Options:
     prefer_binary: bool = False
     no_binary: tuple[str, ...] = ()
     jobs: int = 8
+    resolver: str = "pip"
+    """A key of ``RESOLVERS``; recorded in the lock (``[tool.wheelhouse] resolver``)."""
+
+    def resolve(self, inputs: Inputs, target: Target) -> list[Resolved]:
+        return RESOLVERS[self.resolver](inputs, target)
 
 
 def _with_resolved_file(cands: list[Candidate], row: Resolved) -> list[Candidate]:
@@ -176,7 +184,7 @@ class _BuildLocker:
             find_links=self.inputs.find_links,
         )
         try:
-            rows = resolve(inputs, target)
+            rows = self.options.resolve(inputs, target)
         except ResolutionError as exc:
             raise ResolutionError(
                 f"{label}: its build requirements ({', '.join(reqs)}): {exc}"
@@ -261,7 +269,7 @@ def build_lock(
         check_url(url)
         # `--index-url https://user:pw@host/simple`: the files it links to need them too.
         downloader.remember_credentials(url)
-    resolved = {t.name: resolve(inputs, t) for t in targets}
+    resolved = {t.name: options.resolve(inputs, t) for t in targets}
     names = sorted({r.name for rows in resolved.values() for r in rows if _must_list(r, options)})
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         listings = dict(
@@ -307,7 +315,11 @@ def build_lock(
         # by default: a standard PEP 751 installer never puts them into an environment.
         groups = {"dependency-groups": [BUILD_GROUP], "default-groups": []}
     packages = _packages(targets, chosen, completed, build_only)
-    tool: dict[str, Any] = {"lock-format": lockfile.TOOL_FORMAT, "version": __version__}
+    tool: dict[str, Any] = {
+        "lock-format": lockfile.TOOL_FORMAT,
+        "version": __version__,
+        "resolver": options.resolver,
+    }
     if project is not None:
         packages = sorted(
             [
@@ -429,6 +441,7 @@ def build_lock_from(
         "lock-format": lockfile.TOOL_FORMAT,
         "version": __version__,
         "pins-from": pins_from or foreign.created_by,
+        "resolver": options.resolver,
     }
     if foreign.project is not None:
         tool["project"] = foreign.project.name
