@@ -165,3 +165,14 @@ def sample_index(index_server_factory: Callable[..., IndexServer], tmp_path: Pat
     build_demo_index(root, uuid.uuid4().hex)
     make_backend_wheel(root)
     return index_server_factory(root)
+
+
+@pytest.fixture
+def sdist_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
+    """The sdist demo index (sdistmaker.build_sdist_index): sdists with build environments."""
+    from sdistmaker import build_sdist_index
+
+    root = tmp_path / "sdist-files"
+    root.mkdir()
+    build_sdist_index(root)
+    return index_server_factory(root)

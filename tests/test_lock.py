@@ -171,16 +171,6 @@ def test_unresolvable_requirement_is_one_clear_error(
 # --- sdists and their build environments ----------------------------------------------------------
 
 
-@pytest.fixture
-def sdist_index(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> IndexServer:
-    from sdistmaker import build_sdist_index
-
-    root = tmp_path / "sdist-files"
-    root.mkdir()
-    build_sdist_index(root)
-    return index_server_factory(root)
-
-
 def test_lock_records_build_envs_as_build_only_pep751_packages(
     sdist_index: IndexServer, tmp_path: Path
 ) -> None:

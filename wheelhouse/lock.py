@@ -16,7 +16,7 @@ import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from wheelhouse import __version__, backend, buildreqs, index, lockfile, nar, sdist, ui
+from wheelhouse import __version__, backend, buildreqs, index, lockfile, nar, sdist, ui, uvresolve
 from wheelhouse.download import Downloader
 from wheelhouse.errors import LockError, ResolutionError
 from wheelhouse.index import PageCache
@@ -35,14 +35,26 @@ from wheelhouse.resolve import Inputs, Resolved, check_url, resolve
 from wheelhouse.selection import Candidate, candidate_identity, select
 from wheelhouse.targets import Target
 
+RESOLVERS: dict[str, Callable[[Inputs, Target, IndexMirror], list[Resolved]]] = {
+    "pip": resolve,  # against the mirror
+    "uv": lambda inputs, target, _mirror: uvresolve.resolve(inputs, target),
+}
+"""``--resolver``: what turns requirements into ``Resolved`` rows for a target (pip's default)."""
+
 
 @dataclass(frozen=True)
 class Options:
     prefer_binary: bool = False
     no_binary: tuple[str, ...] = ()
     jobs: int = 8
+    resolver: str = "pip"
+    """A key of ``RESOLVERS``; recorded in the lock (``[tool.wheelhouse] resolver``)."""
+
     pins: tuple[tuple[str, str], ...] = ()
-    """(name, version) of the previous lock: kept while the requirements allow (``pinned``)."""
+    """(name, version) of the previous lock: kept while the requirements allow."""
+
+    def resolve(self, inputs: Inputs, target: Target, mirror: IndexMirror) -> list[Resolved]:
+        return RESOLVERS[self.resolver](inputs, target, mirror)
 
     def choose(
         self, name: str, version: str, cands: Sequence[Candidate], target: Target
@@ -233,7 +245,7 @@ class _BuildLocker:
             find_links=self.inputs.find_links,
         )
         try:
-            rows = resolve(inputs, target, self.mirror)
+            rows = self.options.resolve(inputs, target, self.mirror)
         except ResolutionError as exc:
             raise ResolutionError(
                 f"{label}: its build requirements ({', '.join(reqs)}): {exc}"
@@ -334,31 +346,28 @@ class _Clock:
 
 
 def _resolve_keeping(
-    inputs: Inputs, target: Target, mirror: IndexMirror, pins: Sequence[tuple[str, str]]
+    inputs: Inputs, target: Target, mirror: IndexMirror, options: Options
 ) -> list[Resolved]:
-    """pip's resolution with the previous lock's pins as constraints, so a re-lock changes only
+    """The resolution with the previous lock's pins as constraints, so a re-lock changes only
     what the new requirements need; when they cannot be kept, a fresh resolution."""
     versions: dict[str, set[str]] = {}
-    for name, version in pins:
+    for name, version in options.pins:
         versions.setdefault(name, set()).add(version)
     lines = [f"{name}=={vs.pop()}" for name, vs in sorted(versions.items()) if len(vs) == 1]
     if not lines:
-        return resolve(inputs, target, mirror)
+        return options.resolve(inputs, target, mirror)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-pins-") as tmp:
         pinned = Path(tmp) / "previous-lock.txt"
         pinned.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        kept = replace(inputs, constraint_files=(*inputs.constraint_files, pinned))
         try:
-            return resolve(
-                replace(inputs, constraint_files=(*inputs.constraint_files, pinned)),
-                target,
-                mirror,
-            )
+            return options.resolve(kept, target, mirror)
         except ResolutionError:
             ui.info(
                 f"the previous lock's versions do not fit the requirements for {target.name}; "
                 "resolving afresh"
             )
-    return resolve(inputs, target, mirror)
+    return options.resolve(inputs, target, mirror)
 
 
 def _build_lock(
@@ -371,7 +380,7 @@ def _build_lock(
     mirror: IndexMirror,
 ) -> dict[str, Any]:
     clock = _Clock()
-    resolved = {t.name: _resolve_keeping(inputs, t, mirror, options.pins) for t in targets}
+    resolved = {t.name: _resolve_keeping(inputs, t, mirror, options) for t in targets}
     clock.lap("pip's resolution")
     names = sorted({r.name for rows in resolved.values() for r in rows if _must_list(r, options)})
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
@@ -416,7 +425,11 @@ def _build_lock(
         # by default: a standard PEP 751 installer never puts them into an environment.
         groups = {"dependency-groups": [BUILD_GROUP], "default-groups": []}
     packages = _packages(targets, chosen, completed, build_only)
-    tool: dict[str, Any] = {"lock-format": lockfile.TOOL_FORMAT, "version": __version__}
+    tool: dict[str, Any] = {
+        "lock-format": lockfile.TOOL_FORMAT,
+        "version": __version__,
+        "resolver": options.resolver,
+    }
     if project is not None:
         packages = sorted(
             [
@@ -541,6 +554,7 @@ def build_lock_from(
         "lock-format": lockfile.TOOL_FORMAT,
         "version": __version__,
         "pins-from": pins_from or foreign.created_by,
+        "resolver": options.resolver,
     }
     if foreign.project is not None:
         tool["project"] = foreign.project.name

@@ -11,7 +11,8 @@ A ``directory`` entry is accepted only for the locked project itself (uv exports
 neither fetched nor installed. Packages needed only to build sdists are
 ``[[packages]]`` in the ``wheelhouse-build`` dependency group (not installed by default); each
 target lists them in ``build-artifacts`` and maps every sdist to its build environment in
-``sdist-builds``.
+``sdist-builds``. ``[tool.wheelhouse] resolver`` (``"pip"`` or ``"uv"``) only says who resolved;
+nothing reads it, and locks written before it existed lack it.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from wheelhouse import ui
 from wheelhouse.credentials import env_credentials
 from wheelhouse.download import Downloader
-from wheelhouse.errors import ResolutionError, UsageError
+from wheelhouse.errors import FetchError, NotFoundError, ResolutionError, UsageError
 from wheelhouse.index import PageCache
 from wheelhouse.mirror import IndexMirror
 from wheelhouse.project import read_pyproject
@@ -188,6 +189,27 @@ def _with_env_credentials(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(netloc=netloc)), password or user
 
 
+def with_credentials(inputs: Inputs) -> tuple[list[str], list[str], list[str]]:
+    """The indexes and the find-links, remote ones with ``WHEELHOUSE_AUTH``'s credentials for
+    their host inserted (unless they carry some); and the secrets in them, longest first, so
+    they can be scrubbed from a resolver's messages. Shared by pip and uv (``uvresolve``)."""
+    secrets: list[str] = []
+    urls = []
+    for url in inputs.indexes:
+        full, secret = _with_env_credentials(url)
+        urls.append(full)
+        if secret:
+            secrets += [secret, quote(secret, safe=""), unquote(secret)]
+    links = []
+    for link in inputs.find_links:
+        if _is_remote(link):
+            link, secret = _with_env_credentials(link)
+            if secret:
+                secrets += [secret, quote(secret, safe=""), unquote(secret)]
+        links.append(link)
+    return urls, links, sorted(set(secrets), key=len, reverse=True)
+
+
 def pip_environment(
     inputs: Inputs,
     environ: Mapping[str, str] | None = None,
@@ -201,20 +223,13 @@ def pip_environment(
     Also returns the secrets it handed over, so they can be scrubbed from pip's messages.
     """
     env = dict(os.environ if environ is None else environ)
-    secrets: list[str] = []
-    urls = []
-    for url in mirror.index_urls if mirror else inputs.indexes:
-        full, secret = _with_env_credentials(url) if mirror is None else (url, None)
-        urls.append(full)
-        if secret:
-            secrets += [secret, quote(secret, safe=""), unquote(secret)]
-    links = []
-    for link in inputs.find_links:
-        if _is_remote(link):
-            full, secret = _with_env_credentials(link)
-            links.append(full)
-            if secret:
-                secrets += [secret, quote(secret, safe=""), unquote(secret)]
+    if mirror is not None:
+        # pip (and the backends it runs to prepare an sdist's metadata) need none of them.
+        env.pop("WHEELHOUSE_AUTH", None)
+    urls, all_links, secrets = with_credentials(inputs)
+    if mirror is not None:
+        urls = mirror.index_urls
+    links = [link for link in all_links if _is_remote(link)]
     env["PIP_INDEX_URL"] = urls[0]
     if urls[1:]:
         env["PIP_EXTRA_INDEX_URL"] = " ".join(urls[1:])
@@ -223,10 +238,7 @@ def pip_environment(
     if links:  # pip adds these to the --find-links of its argv
         env["PIP_FIND_LINKS"] = " ".join([*env.get("PIP_FIND_LINKS", "").split(), *links])
     env.pop("PIP_NO_INDEX", None)
-    if mirror is not None:
-        # pip (and the backends it runs to prepare an sdist's metadata) need none of them.
-        env.pop("WHEELHOUSE_AUTH", None)
-    return env, sorted(set(secrets), key=len, reverse=True)
+    return env, secrets
 
 
 def _is_remote(link: str) -> bool:
@@ -251,6 +263,42 @@ def _pip_error(stderr: str) -> str:
         if ln.startswith("ERROR") or (ln.startswith("WARNING") and _ACCESS_TROUBLE.search(ln))
     ] or lines[-3:]
     return " | ".join(errors)[-800:] or "pip failed without a message"
+
+
+def _index_access_problem(inputs: Inputs) -> str | None:
+    """Why pip found nothing, when an index refuses us: for a rejected netrc login pip says only
+    "no matching distribution". Asks each index for the first named project's page, once."""
+    names = []
+    for text in inputs.requirements:
+        try:
+            names.append(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
+    if not names:
+        return None
+    with Downloader(False, retries=0, timeout=15.0, progress=False) as probe:
+        for url in inputs.indexes:
+            try:
+                probe.read(url.rstrip("/") + f"/{names[0]}/")
+            except NotFoundError:
+                continue
+            except FetchError as exc:
+                return exc.message
+    return None
+
+
+def resolution_error(tool: str, target: Target, reason: str, inputs: Inputs) -> ResolutionError:
+    """A failed resolution: the resolver's reason, and why an index refused us if one did."""
+    problem = _index_access_problem(inputs)
+    return ResolutionError(
+        f"{tool} could not resolve the requirements for {target.name}: {reason}; "
+        + (
+            f"probably because {problem}"
+            if problem
+            else "check the requirements, the indexes and their credentials, and the target "
+            "Python (--python)"
+        )
+    )
 
 
 def resolve(inputs: Inputs, target: Target, mirror: IndexMirror | None = None) -> list[Resolved]:
@@ -285,11 +333,7 @@ def resolve(inputs: Inputs, target: Target, mirror: IndexMirror | None = None) -
             # pip skips an index page it cannot read; a lock must not silently miss an index.
             raise failure
         if proc.returncode != 0 or not report.exists():
-            raise ResolutionError(
-                f"pip could not resolve the requirements for {target.name}: "
-                f"{_pip_error(_scrub(proc.stderr, secrets))}; check the requirements, the "
-                "indexes and the target Python (--python)"
-            )
+            raise resolution_error("pip", target, _pip_error(_scrub(proc.stderr, secrets)), inputs)
         data = json.loads(report.read_text(encoding="utf-8"))
     rows = []
     for item in data.get("install", []):
