@@ -1,7 +1,7 @@
 """Benchmark: Plone 6 (examples/plone, 242 wheels): ONE env derivation vs one per wheel.
 
     .venv/bin/python benchmarks/bench_plone.py [--rounds N] [--startup-rounds N]
-        [--lock-rounds N] [--parts build,startup,lock] [--keep] [--no-write]
+        [--parts build,startup] [--keep] [--no-write]
 
 Parts, each with interleaved variants (A B A B ...) and medians:
 
@@ -23,9 +23,7 @@ Parts, each with interleaved variants (A B A B ...) and medians:
   with our env (one site-packages), the symlink tree, and the per-package packages with one
   ``sys.path`` entry each (``site.addsitedir`` per package from a .pth file, as nixpkgs' wrappers
   do), plus ``python -c pass``.
-- lock (section "Plone lock"): ``wheelhouse lock`` vs ``pip lock`` vs ``uv pip compile -o
-  pylock.toml`` for examples/plone/requirements.txt from PyPI, each with empty caches (new
-  ``WHEELHOUSE_CACHE_DIR``, ``PIP_CACHE_DIR``, ``--cache-dir``) in a new folder per run.
+Locking is measured by bench_lock.py.
 
 nixlib, the wheelhouse sources and the lock are snapshotted into the run folder first, so edits in
 the tree during the run change nothing. Everything a run makes (run folders, the ``bench-*``
@@ -46,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,14 +55,12 @@ RESULTS = HERE / "RESULTS.md"
 EXAMPLE = ROOT / "examples" / "plone"
 PYTHON = "/usr/bin/python3"  # Nix build users cannot read /root, where pyenv's Python lives
 VENV = ROOT / ".venv" / "bin"
-INDEX = "https://pypi.org/simple"
 NIX_OPTS = ["--option", "substituters", ""]
 TIMEOUT = 3600
 
 SECTION_BUILD = "## Plone env build: one env derivation vs one derivation per wheel"
 SECTION_EVAL = "## Plone evaluation: nix-instantiate"
 SECTION_STARTUP = "## Plone start-up: import Products.CMFPlone"
-SECTION_LOCK = "## Plone lock: wheelhouse lock vs pip lock vs uv pip compile"
 
 BENCH_NIX = """\
 { variant, run ? "0" }:
@@ -414,76 +410,6 @@ def sys_path_len(prefix: str) -> int:
     return int(run([f"{prefix}/bin/python", "-c", "import sys; print(len(sys.path))"])[1])
 
 
-def isolated_env(base: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "WHEELHOUSE_"))}
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_CACHE_DIR=str(base / "pip-cache"),
-        WHEELHOUSE_CACHE_DIR=str(base / "wheelhouse-cache"),
-        UV_NO_CONFIG="1",
-        UV_CACHE_DIR=str(base / "uv-cache"),
-    )
-    return env
-
-
-LOCKERS: dict[str, Callable[[Path, Path], list[str | Path]]] = {
-    "wheelhouse lock": lambda req, out: [
-        VENV / "wheelhouse",
-        "lock",
-        "-r",
-        req,
-        "-o",
-        out,
-        "--index-url",
-        INDEX,
-    ],
-    "pip lock": lambda req, out: [
-        VENV / "python",
-        "-m",
-        "pip",
-        "lock",
-        "-r",
-        req,
-        "-o",
-        out,
-        "--index-url",
-        INDEX,
-    ],
-    "uv pip compile": lambda req, out: [
-        VENV / "uv",
-        "pip",
-        "compile",
-        req,
-        "-o",
-        out,
-        "--format",
-        "pylock.toml",
-        "--index-url",
-        INDEX,
-        "--python",
-        VENV / "python",
-        "--quiet",
-    ],
-}
-
-
-def bench_lock(base: Path, rounds: int) -> tuple[dict[str, list[float]], dict[str, int]]:
-    req = EXAMPLE / "requirements.txt"
-    times: dict[str, list[float]] = {t: [] for t in LOCKERS}
-    counts: dict[str, int] = {}
-    for i in range(rounds):
-        for n, (tool, cmd) in enumerate(LOCKERS.items()):
-            d = base / f"lock-{i}-{n}"
-            d.mkdir(parents=True)
-            out = d / "pylock.toml"
-            elapsed, _ = run(cmd(req, out), env=isolated_env(d), cwd=d)
-            times[tool].append(elapsed)
-            counts[tool] = out.read_text().count("[[packages]]")
-            print(f"  lock {tool} #{i}: {elapsed:.2f} s", flush=True)
-    return times, counts
-
-
 def write_results(sections: dict[str, str]) -> None:
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
     for header, body in sections.items():
@@ -501,8 +427,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="build rounds per variant")
     parser.add_argument("--startup-rounds", type=int, default=10)
-    parser.add_argument("--lock-rounds", type=int, default=3)
-    parser.add_argument("--parts", default="build,startup,lock")
+    parser.add_argument("--parts", default="build,startup")
     parser.add_argument("--keep", action="store_true", help="keep run folders and store paths")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args()
@@ -536,9 +461,6 @@ def main() -> int:
                 times = bench_startup(envs, args.startup_rounds)
                 lens = {v: sys_path_len(p) for v, p in envs.items()}
                 sections[SECTION_STARTUP] = startup_section(times, lens, info, args)
-        if "lock" in parts:
-            ltimes, counts = bench_lock(base, args.lock_rounds)
-            sections[SECTION_LOCK] = lock_section(ltimes, counts, info, args.lock_rounds)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -637,32 +559,6 @@ packages, one `sys.path` entry each (`site.addsitedir` per package, as nixpkgs' 
 
 | env | `len(sys.path)` | `import Products.CMFPlone` | vs ours | its CPU time | `python -c pass` |
 |---|---|---|---|---|---|
-{rows}
-"""
-
-
-def lock_section(
-    times: dict[str, list[float]], counts: dict[str, int], info: list[str], rounds: int
-) -> str:
-    ours = med(times["wheelhouse lock"])
-    rows = "\n".join(
-        f"| {t} | {counts[t]} | {fmt(v)} | {med(v) / ours:.2f}x | {runs(v)} |"
-        for t, v in times.items()
-    )
-    return f"""{SECTION_LOCK}
-
-`.venv/bin/python benchmarks/bench_plone.py`, examples/plone/requirements.txt from PyPI over the
-network, {rounds} interleaved rounds, medians. Every run starts with EMPTY caches (new
-`WHEELHOUSE_CACHE_DIR`, `PIP_CACHE_DIR`, uv `--cache-dir`) in a new folder. What each does:
-`wheelhouse lock` runs pip's resolver (`--dry-run --report`), lists the index's files where pip
-took a binary wheel (to prefer a none-any one), then
-downloads and hashes the 242 chosen wheels (~70 MB) for the wheelhouse NAR hash; `pip lock`
-resolves and takes hashes from the index; `uv pip compile -o pylock.toml` resolves (metadata only).
-
-{chr(10).join(info)}
-
-| tool | packages | time | vs wheelhouse lock | runs (s) |
-|---|---|---|---|---|
 {rows}
 """
 

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from pip._internal.models.index import PyPI
 
 from wheelhouse import ui
 from wheelhouse.credentials import env_credentials
@@ -30,6 +31,9 @@ from wheelhouse.mirror import IndexMirror
 from wheelhouse.project import read_pyproject
 from wheelhouse.targets import Target
 
+DEFAULT_INDEX: str = PyPI.simple_url
+"""pip's own default index: where requirements resolve when no index is given."""
+
 
 @dataclass(frozen=True)
 class Inputs:
@@ -38,7 +42,7 @@ class Inputs:
     requirements: tuple[str, ...] = ()
     requirement_files: tuple[Path, ...] = ()
     constraint_files: tuple[Path, ...] = ()
-    index_url: str = "https://pypi.org/simple"
+    index_url: str = DEFAULT_INDEX
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     no_binary: tuple[str, ...] = ()
