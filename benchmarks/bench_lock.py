@@ -63,34 +63,36 @@ def env_for(caches: Path) -> dict[str, str]:
     return env
 
 
-def wheelhouse(*extra: str) -> Callable[[Path, list[str]], list[Cmd]]:
-    return lambda out, reqs: [
-        [VENV / "wheelhouse", "lock", *reqs, "-o", out, "--index-url", DEFAULT_INDEX, *extra]
+def wheelhouse(*extra: str) -> Callable[[Path, Path], list[Cmd]]:
+    return lambda out, req: [
+        [VENV / "wheelhouse", "lock", "-r", req, "-o", out, "--index-url", DEFAULT_INDEX, *extra]
     ]
 
 
-def pip_lock(out: Path, reqs: list[str]) -> list[Cmd]:
-    return [[VENV / "python", "-m", "pip", "lock", *reqs, "-o", out, "--index-url", DEFAULT_INDEX]]
-
-
-def uv_compile(out: Path, reqs: list[str]) -> list[Cmd]:
+def pip_lock(out: Path, req: Path) -> list[Cmd]:
     return [
-        [VENV / "uv", "pip", "compile", *reqs, "-o", out, "--format", "pylock.toml",
+        [VENV / "python", "-m", "pip", "lock", "-r", req, "-o", out, "--index-url", DEFAULT_INDEX]
+    ]
+
+
+def uv_compile(out: Path, req: Path) -> list[Cmd]:
+    return [
+        [VENV / "uv", "pip", "compile", req, "-o", out, "--format", "pylock.toml",
          "--index-url", DEFAULT_INDEX, "--python", VENV / "python", "--quiet"],
     ]  # fmt: skip
 
 
-def uv_compile_fetch(out: Path, reqs: list[str]) -> list[Cmd]:
+def uv_compile_fetch(out: Path, req: Path) -> list[Cmd]:
     txt = out.with_name("requirements.lock.txt")
     return [
-        [VENV / "uv", "pip", "compile", *reqs, "-o", txt, "--generate-hashes",
+        [VENV / "uv", "pip", "compile", req, "-o", txt, "--generate-hashes",
          "--index-url", DEFAULT_INDEX, "--python", VENV / "python", "--quiet"],
         [VENV / "uv", "pip", "install", "--no-deps", "--target", out.with_name("fetched"),
          "-r", txt, "--index-url", DEFAULT_INDEX, "--python", VENV / "python", "--quiet"],
     ]  # fmt: skip
 
 
-COLD: dict[str, Callable[[Path, list[str]], list[Cmd]]] = {
+COLD: dict[str, Callable[[Path, Path], list[Cmd]]] = {
     "wheelhouse lock": wheelhouse(),
     "wheelhouse lock --resolver uv": wheelhouse("--resolver", "uv"),
     "pip lock": pip_lock,
@@ -120,7 +122,6 @@ def packages(lock: Path) -> int:
 
 
 def bench(base: Path, rounds: int, relock_rounds: int) -> dict[str, dict[str, list[float]]]:
-    reqs = ["-r", str(REQ)]
     results: dict[str, dict[str, list[float]]] = {"cold": {}, "cpu": {}, "relock": {}, "n": {}}
     last: dict[str, Path] = {}
     for i in range(rounds):
@@ -128,7 +129,7 @@ def bench(base: Path, rounds: int, relock_rounds: int) -> dict[str, dict[str, li
             d = base / f"cold-{i}-{n}"
             d.mkdir(parents=True)
             out = d / "pylock.toml"
-            wall, cpu = run_all(make(out, reqs), env_for(d / "caches"), d)
+            wall, cpu = run_all(make(out, REQ), env_for(d / "caches"), d)
             results["cold"].setdefault(tool, []).append(wall)
             results["cpu"].setdefault(tool, []).append(cpu)
             results["n"][tool] = [float(packages(out))]
@@ -140,7 +141,9 @@ def bench(base: Path, rounds: int, relock_rounds: int) -> dict[str, dict[str, li
             d.mkdir(parents=True)
             out = d / "pylock.toml"
             shutil.copy2(last[source] / "pylock.toml", out)
-            cmds = COLD[source](out, [*reqs, ADDED])
+            added = d / "requirements.txt"
+            added.write_text(f"-r {REQ}\n{ADDED}\n")
+            cmds = COLD[source](out, added)
             wall, _ = run_all(cmds, env_for(last[source] / "caches"), d)
             results["relock"].setdefault(row, []).append(wall)
             results["n"][f"relock {row}"] = [float(packages(out))]
@@ -152,7 +155,7 @@ def breakdown(base: Path) -> list[str]:
     """The ``lock:`` timing lines of one cold ``wheelhouse lock -v``."""
     d = base / "breakdown"
     d.mkdir()
-    cmd = [str(c) for c in wheelhouse("-v")(d / "pylock.toml", ["-r", str(REQ)])[0]]
+    cmd = [str(c) for c in wheelhouse("-v")(d / "pylock.toml", REQ)[0]]
     t0 = time.perf_counter()
     proc = subprocess.run(
         cmd, env=env_for(d / "caches"), cwd=d, capture_output=True, text=True, check=True

@@ -35,9 +35,9 @@ from wheelhouse.resolve import Inputs, Resolved, check_url, resolve
 from wheelhouse.selection import Candidate, candidate_identity, select
 from wheelhouse.targets import Target
 
-RESOLVERS: dict[str, Callable[[Inputs, Target, IndexMirror], list[Resolved]]] = {
+RESOLVERS: dict[str, Callable[[Inputs, Target, IndexMirror, dict[str, str]], list[Resolved]]] = {
     "pip": resolve,  # against the mirror
-    "uv": lambda inputs, target, _mirror: uvresolve.resolve(inputs, target),
+    "uv": lambda inputs, target, _mirror, _pins: uvresolve.resolve(inputs, target),
 }
 """``--resolver``: what turns requirements into ``Resolved`` rows for a target (pip's default)."""
 
@@ -53,8 +53,15 @@ class Options:
     pins: tuple[tuple[str, str], ...] = ()
     """(name, version) of the previous lock: kept while the requirements allow."""
 
-    def resolve(self, inputs: Inputs, target: Target, mirror: IndexMirror) -> list[Resolved]:
-        return RESOLVERS[self.resolver](inputs, target, mirror)
+    def resolve(
+        self,
+        inputs: Inputs,
+        target: Target,
+        mirror: IndexMirror,
+        pins: dict[str, str] | None = None,
+    ) -> list[Resolved]:
+        """``pins``: versions ``inputs``' constraints fix (the pip mirror shows only those)."""
+        return RESOLVERS[self.resolver](inputs, target, mirror, pins or {})
 
     def choose(
         self, name: str, version: str, cands: Sequence[Candidate], target: Target
@@ -328,7 +335,7 @@ def build_lock(
         # `--index-url https://user:pw@host/simple`: the files it links to need them too.
         downloader.remember_credentials(url)
     pages = PageCache(downloader)
-    mirror = IndexMirror(downloader, inputs.indexes, pages, options.choose, dict(options.pins))
+    mirror = IndexMirror(downloader, inputs.indexes, pages, options.choose)
     with mirror:
         return _build_lock(inputs, targets, output, downloader, options, project, mirror)
 
@@ -353,15 +360,15 @@ def _resolve_keeping(
     versions: dict[str, set[str]] = {}
     for name, version in options.pins:
         versions.setdefault(name, set()).add(version)
-    lines = [f"{name}=={vs.pop()}" for name, vs in sorted(versions.items()) if len(vs) == 1]
-    if not lines:
+    pins = {name: vs.pop() for name, vs in sorted(versions.items()) if len(vs) == 1}
+    if not pins:
         return options.resolve(inputs, target, mirror)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-pins-") as tmp:
         pinned = Path(tmp) / "previous-lock.txt"
-        pinned.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        pinned.write_text("".join(f"{n}=={v}\n" for n, v in pins.items()), encoding="utf-8")
         kept = replace(inputs, constraint_files=(*inputs.constraint_files, pinned))
         try:
-            return options.resolve(kept, target, mirror)
+            return options.resolve(kept, target, mirror, pins)
         except ResolutionError:
             ui.info(
                 f"the previous lock's versions do not fit the requirements for {target.name}; "

@@ -28,7 +28,7 @@ import shutil
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -62,7 +62,6 @@ class IndexMirror:
     ``indexes``: the real index URLs, in pip's order (``index_urls`` are their loopback
     stand-ins). ``choose``: the lock's file choice, for downloading during the resolution (no
     downloads without it).
-    ``pins``: name -> version of a previous lock, the read-ahead's first guess.
     """
 
     def __init__(
@@ -71,19 +70,20 @@ class IndexMirror:
         indexes: Sequence[str],
         pages: PageCache,
         choose: Choose | None = None,
-        pins: Mapping[str, str] | None = None,
     ) -> None:
         self._downloader = downloader
         self._indexes = list(indexes)
         self.pages = pages
         self._choose = choose
-        self._pins = {canonicalize_name(k): v for k, v in (pins or {}).items()}
+        self._pins: dict[NormalizedName, str] = {}
         self._target: Target | None = None
         self._lock = threading.Lock()
         self._files: list[tuple[NormalizedName, Candidate]] = []
         self._ids: dict[str, int] = {}
         self._metadata: Memo[str, bytes] = Memo()
-        self._rendered: Memo[tuple[int, NormalizedName], bytes | None] = Memo()
+        self._rendered: Memo[
+            tuple[int, NormalizedName, frozenset[str], str | None], bytes | None
+        ] = Memo()
         self._unhashed: Memo[str, tuple[Path, str]] = Memo()
         self._ahead: set[NormalizedName] = set()
         self._considered: set[tuple[NormalizedName, str]] = set()
@@ -129,11 +129,17 @@ class IndexMirror:
         self.close()
 
     @contextlib.contextmanager
-    def resolving(self, target: Target) -> Iterator[None]:
+    def resolving(self, target: Target, pins: Mapping[str, str] | None = None) -> Iterator[None]:
         """Serve one pip run for ``target`` (the read-ahead guesses for it); a failure pip saw
-        is cleared first so each run reports its own."""
+        is cleared first so each run reports its own.
+
+        ``pins``: name -> version constraints pip runs with (a re-lock keeping the previous
+        lock's versions). Pages of those packages list only that version's files: pip would
+        drop the others anyway, after parsing hundreds of them for a long-lived package.
+        """
         with self._lock:
             self._target = target
+            self._pins = {canonicalize_name(k): v for k, v in (pins or {}).items()}
             self._failure = None
             self._ahead.clear()
             self._considered.clear()
@@ -206,19 +212,30 @@ class IndexMirror:
         """Index ``number``'s page for ``project`` as PEP 691 JSON with loopback file URLs;
         None when the index has no such project. Made once (the read-ahead usually has)."""
         name = canonicalize_name(project)
-        return self._rendered.get((number, name), lambda: self._render(number, name))
+        target = self._target
+        platforms = frozenset(t.platform for t in target.tags) if target else frozenset()
+        pin = self._pins.get(name)
+        return self._rendered.get(
+            (number, name, platforms, pin), lambda: self._render(number, name, platforms, pin)
+        )
 
-    def _render(self, number: int, name: NormalizedName) -> bytes | None:
+    def _render(
+        self, number: int, name: NormalizedName, platforms: frozenset[str], pin: str | None
+    ) -> bytes | None:
         url = self._indexes[number].rstrip("/") + f"/{name}/"
         try:
             cands = self.pages.candidates(url)
         except NotFoundError:
             return None
-        target = self._target
-        platforms = {t.platform for t in target.tags} if target else None
+        pinned = _version(pin) if pin else None
         files = []
         for cand in cands:
             if cand.url is None or (platforms and not _may_fit(cand.filename, platforms)):
+                continue
+            if (
+                pinned is not None
+                and (candidate_identity(cand.filename) or ("", None))[1] != pinned
+            ):
                 continue
             entry: dict[str, object] = {
                 "filename": cand.filename,
@@ -228,18 +245,25 @@ class IndexMirror:
             }
             if cand.requires_python:
                 entry["requires-python"] = cand.requires_python
-            if cand.metadata is not None:
-                entry["core-metadata"] = {"sha256": cand.metadata} if cand.metadata else True
+            if cand.metadata:
+                entry["core-metadata"] = {"sha256": cand.metadata}
+            elif cand.metadata is not None or (cand.is_wheel and cand.sha256):
+                # Without metadata from the index the mirror reads it from the verified wheel:
+                # pip reads it the same way, after downloading the whole file to its own disk.
+                entry["core-metadata"] = True
             files.append(entry)
         return json.dumps({"meta": {"api-version": "1.0"}, "name": name, "files": files}).encode()
 
     def metadata(self, name: NormalizedName, cand: Candidate) -> bytes:
-        """The file's PEP 658 metadata, fetched once and checked against the page's hash."""
+        """The file's PEP 658 metadata, fetched once and checked against the page's hash (or
+        read from the verified wheel when the index offers none)."""
         assert cand.url is not None
         url = cand.url
-        return self._metadata.get(url, lambda: self._fetch_metadata(url, cand))
+        return self._metadata.get(url, lambda: self._fetch_metadata(url, name, cand))
 
-    def _fetch_metadata(self, url: str, cand: Candidate) -> bytes:
+    def _fetch_metadata(self, url: str, name: NormalizedName, cand: Candidate) -> bytes:
+        if cand.metadata is None:  # offered by the mirror itself (``_render``)
+            return wheel_metadata(self._download(name, cand, now=True).result())
         body = self._downloader.read(url + ".metadata")[0]
         if cand.metadata and hashlib.sha256(body).hexdigest() != cand.metadata:
             raise FetchError(
@@ -344,13 +368,10 @@ class IndexMirror:
         cand = guess(self._listing(name), name, spec, target, self._pins.get(name))
         if cand is None or cand.url is None:
             return
-        if cand.metadata is not None:
+        if cand.metadata is not None or (cand.is_wheel and cand.sha256 is not None):
             self._read_ahead(self.metadata(name, cand))
         elif cand.sha256 is not None:
-            # No PEP 658 metadata: pip downloads the file itself to read it, and so do we.
-            local = self._download(name, cand).result()
-            if cand.is_wheel:
-                self._read_ahead(wheel_metadata(local))
+            self._download(name, cand)  # an sdist: pip prepares its metadata from the file
 
 
 def wheel_metadata(wheel: Path) -> bytes:
@@ -397,7 +418,14 @@ def guess(
     return min(usable[best], key=lambda pair: (pair[0], pair[1].filename))[1]
 
 
-def _may_fit(filename: str, platforms: set[str]) -> bool:
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _may_fit(filename: str, platforms: Collection[str]) -> bool:
     """Whether a file could install on a target with these platform tags: sdists always, wheels
     built for a platform of the target or for any. pip would drop the others after parsing
     them; the mirror leaves them out (a Windows and macOS wheel for every Python version

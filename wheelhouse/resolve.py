@@ -305,9 +305,15 @@ def resolution_error(tool: str, target: Target, reason: str, inputs: Inputs) -> 
     )
 
 
-def resolve(inputs: Inputs, target: Target, mirror: IndexMirror | None = None) -> list[Resolved]:
+def resolve(
+    inputs: Inputs,
+    target: Target,
+    mirror: IndexMirror | None = None,
+    pins: Mapping[str, str] | None = None,
+) -> list[Resolved]:
     """Run pip for ``target`` against ``mirror`` (a private one without); the result is sorted by
-    name for deterministic locks."""
+    name for deterministic locks. ``pins``: versions ``inputs``' constraints fix (the mirror
+    shows pip only their files)."""
     if not (inputs.requirements or inputs.requirement_files):
         raise UsageError("nothing to lock: give requirements, -r FILE or a project directory")
     if mirror is None:
@@ -315,11 +321,11 @@ def resolve(inputs: Inputs, target: Target, mirror: IndexMirror | None = None) -
             for url in inputs.indexes:
                 downloader.remember_credentials(url)
             with IndexMirror(downloader, inputs.indexes, PageCache(downloader)) as own:
-                return resolve(inputs, target, own)
+                return resolve(inputs, target, own, pins)
     with tempfile.TemporaryDirectory(prefix="wheelhouse-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         env, secrets = pip_environment(inputs, mirror=mirror)
-        with mirror.resolving(target):
+        with mirror.resolving(target, pins):
             proc = subprocess.run(
                 pip_command(inputs, target, report),
                 capture_output=True,
