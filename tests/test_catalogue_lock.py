@@ -32,7 +32,13 @@ from contract import (
 from indexserver import IndexServer
 from wheelmaker import make_wheel
 
-from wheelhouse.errors import LockError, ResolutionError, SelectionError, WheelhouseError
+from wheelhouse.errors import (
+    LockError,
+    ResolutionError,
+    SelectionError,
+    UsageError,
+    WheelhouseError,
+)
 
 TOKEN = "tok-9f8e7d6c5b4a"
 
@@ -225,6 +231,17 @@ def test_target_outside_requires_python_fails_and_keeps_the_old_lock(
     assert_error(outcome, ResolutionError, TARGET.name, "oldie", "check")
     assert out.read_bytes() == b"# the previous lock\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "pylock.toml"]
+
+
+def test_output_in_a_missing_directory_fails_before_resolving(
+    index: IndexServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index.clear_requests()
+    out = tmp_path / "nowhere" / "pylock.toml"
+    outcome = run_cli(capsys, "lock", "oldie", "--index-url", index.simple_url, "-o", out)
+    assert_error(outcome, UsageError, "nowhere", "does not exist")
+    assert not index.requests
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_writing_the_lock_twice_gives_identical_bytes(index: IndexServer, tmp_path: Path) -> None:

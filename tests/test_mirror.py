@@ -218,3 +218,26 @@ def test_guess_takes_the_pin_else_the_newest_allowed_file_pip_would_take() -> No
     assert best is not None and best.filename == "pkg-2.5.tar.gz"
     assert guess(cands, name, SpecifierSet(">=6"), TARGET) is None
     assert guess(cands, canonicalize_name("other"), SpecifierSet(), TARGET) is None
+
+
+def test_pages_of_pinned_packages_show_pip_only_the_pinned_version(
+    index_server_factory: Callable[..., IndexServer], tmp_path: Path
+) -> None:
+    """A re-lock runs pip with the previous versions as constraints: the other versions' files
+    would be parsed by pip only to be dropped."""
+    root = tmp_path / "files"
+    root.mkdir()
+    chain_index(root)
+    server = index_server_factory(root)
+    with (
+        Downloader(False, progress=False) as downloader,
+        IndexMirror(downloader, [server.simple_url], PageCache(downloader)) as mirror,
+    ):
+        with mirror.resolving(TARGET, {"leaf": "1.0"}):
+            pinned = {f["filename"] for f in json.loads(get(mirror, "/i/0/leaf/")[1])["files"]}
+            other = {f["filename"] for f in json.loads(get(mirror, "/i/0/mid/")[1])["files"]}
+        with mirror.resolving(TARGET):
+            full = {f["filename"] for f in json.loads(get(mirror, "/i/0/leaf/")[1])["files"]}
+    assert pinned == {"leaf-1.0-py3-none-any.whl"}
+    assert other == {"mid-1.0-py3-none-any.whl", "mid-2.0-py3-none-any.whl"}
+    assert full == {f"leaf-{v}-py3-none-any.whl" for v in ("1.0", "1.5", "2.0")}

@@ -626,7 +626,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         **_index_options(args),
     )
     targets = _lock_targets(args)
-    output = args.output.absolute()
+    output = _lock_output(args.output)
     data = build_lock(
         inputs,
         targets,
@@ -658,6 +658,16 @@ def _lock_targets(args: argparse.Namespace) -> list[Target]:
     return targets
 
 
+def _lock_output(path: Path) -> Path:
+    """Where the lock goes; its directory must exist before minutes of resolving, not after."""
+    output = path.absolute()
+    if not output.parent.is_dir():
+        raise UsageError(
+            f"-o {path}: directory {output.parent} does not exist; create it or choose another"
+        )
+    return output
+
+
 def _report_lock(data: dict[str, Any], output: Path, shown: Path) -> None:
     write_lock(data, output)
     n = len(data["packages"])
@@ -687,7 +697,7 @@ def _cmd_lock_from(args: argparse.Namespace) -> int:
         )
     foreign = lockfile.load(args.from_lock)
     inputs = Inputs(no_binary=tuple(args.no_binary), **_index_options(args, foreign.indexes))
-    output = args.output.absolute()
+    output = _lock_output(args.output)
     data = build_lock_from(
         foreign,
         inputs,
