@@ -386,7 +386,7 @@ def build_sdist_index(root: Path) -> None:
                 "        f.write('Metadata-Version: 2.1\\nName: netpkg\\nVersion: 1.0\\n')\n"
                 "    return 'netpkg-1.0.dist-info'\n"
                 "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
-                "    urllib.request.urlopen('https://pypi.org/simple/', timeout=10)\n"
+                "    urllib.request.urlopen('https://example.org/', timeout=10)\n"
             ),
         },
         pyproject={

@@ -20,6 +20,7 @@ from indexserver import IndexServer
 from wheelmaker import make_wheel
 
 from wheelhouse.cli import main
+from wheelhouse.resolve import DEFAULT_INDEX
 
 pytestmark = pytest.mark.integration
 
@@ -132,7 +133,7 @@ def test_lock_edited_without_new_hash_fails_the_build(
 
 @pytest.mark.network
 def test_env_for_requests_from_real_pypi(tmp_path: Path) -> None:
-    project = make_project(tmp_path, ["requests", "--index-url", "https://pypi.org/simple"])
+    project = make_project(tmp_path, ["requests", "--index-url", DEFAULT_INDEX])
     env_vars = dict(os.environ, SSL_CERT_FILE="/etc/ssl/certs/ca-certificates.crt")
     built = subprocess.run(
         ["nix-build", str(project), "-A", "env", "--no-out-link", "--option", "substituters", ""],

@@ -21,6 +21,7 @@ from indexserver import IndexServer
 from sdistmaker import build_sdist_index
 
 from wheelhouse.cli import main
+from wheelhouse.resolve import DEFAULT_INDEX
 
 pytestmark = pytest.mark.integration
 
@@ -174,7 +175,7 @@ def test_real_pypi_sdists_build_offline_in_nix(tmp_path: Path) -> None:
     no_binary = [arg for name in REAL_SDISTS for arg in ("--no-binary", name)]
     lock_path = project / "pylock.toml"
     pins = [f"{name}=={version}" for name, version in REAL_SDISTS.items()]
-    args = [*pins, *no_binary, "--index-url", "https://pypi.org/simple"]
+    args = [*pins, *no_binary, "--index-url", DEFAULT_INDEX]
     assert main(["lock", *args, "-o", str(lock_path)]) == 0
     data = tomllib.loads(lock_path.read_text())
     (target,) = data["tool"]["wheelhouse"]["targets"]
