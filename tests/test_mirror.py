@@ -3,12 +3,13 @@ surfaced (real pip, real HTTP on loopback)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from wheelhouse.download import Downloader
 from wheelhouse.errors import FetchError
 from wheelhouse.index import PageCache
 from wheelhouse.lock import Options
-from wheelhouse.mirror import IndexMirror, guess
+from wheelhouse.mirror import Choose, IndexMirror, guess
 from wheelhouse.resolve import Inputs, resolve
 from wheelhouse.selection import Candidate
 from wheelhouse.targets import make_target
@@ -80,6 +81,19 @@ def test_pip_through_the_mirror_resolves_as_against_the_index(
     }  # fmt: skip
 
 
+@contextlib.contextmanager
+def mirror_of(
+    server: IndexServer, downloader: Downloader | None = None, choose: Choose | None = None
+) -> Iterator[IndexMirror]:
+    """A mirror of ``server`` (with a private downloader unless one is given)."""
+    with contextlib.ExitStack() as stack:
+        if downloader is None:
+            downloader = stack.enter_context(Downloader(False, progress=False))
+        yield stack.enter_context(
+            IndexMirror(downloader, [server.simple_url], PageCache(downloader), choose)
+        )
+
+
 def get(mirror: IndexMirror, path: str) -> tuple[int, bytes]:
     host, port = mirror.base_url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -95,11 +109,7 @@ def test_metadata_names_the_pages_to_read_before_pip_asks(
     root.mkdir()
     chain_index(root)
     server = index_server_factory(root, core_metadata=True)
-    with (
-        Downloader(False, progress=False) as downloader,
-        IndexMirror(downloader, [server.simple_url], PageCache(downloader)) as mirror,
-        mirror.resolving(TARGET),
-    ):
+    with mirror_of(server) as mirror, mirror.resolving(TARGET):
         status, body = get(mirror, "/i/0/top/")
         assert status == 200
         (wheel,) = json.loads(body)["files"]
@@ -154,11 +164,7 @@ def test_pages_for_pip_leave_out_wheels_no_target_platform_can_use(
         make_wheel(root, "multi", "1.0", tag=tag)  # fmt: skip
     (root / "multi-1.0.tar.gz").write_bytes(b"not really an sdist")
     server = index_server_factory(root)
-    with (
-        Downloader(False, progress=False) as downloader,
-        IndexMirror(downloader, [server.simple_url], PageCache(downloader)) as mirror,
-        mirror.resolving(TARGET),
-    ):
+    with mirror_of(server) as mirror, mirror.resolving(TARGET):
         files = {f["filename"] for f in json.loads(get(mirror, "/i/0/multi/")[1])["files"]}
         assert get(mirror, "/i/0/absent/")[0] == 404
     assert files == {
@@ -176,9 +182,7 @@ def test_files_of_the_versions_pip_looks_at_download_during_the_resolution(
     chain_index(root)
     server = index_server_factory(root, core_metadata=True)
     with Downloader(False, progress=False) as downloader:
-        with IndexMirror(
-            downloader, [server.simple_url], PageCache(downloader), Options().choose
-        ) as mirror:
+        with mirror_of(server, downloader, Options().choose) as mirror:
             rows = resolve(
                 Inputs(requirements=("top",), index_url=server.simple_url), TARGET, mirror
             )
@@ -229,10 +233,7 @@ def test_pages_of_pinned_packages_show_pip_only_the_pinned_version(
     root.mkdir()
     chain_index(root)
     server = index_server_factory(root)
-    with (
-        Downloader(False, progress=False) as downloader,
-        IndexMirror(downloader, [server.simple_url], PageCache(downloader)) as mirror,
-    ):
+    with mirror_of(server) as mirror:
         with mirror.resolving(TARGET, {"leaf": "1.0"}):
             pinned = {f["filename"] for f in json.loads(get(mirror, "/i/0/leaf/")[1])["files"]}
             other = {f["filename"] for f in json.loads(get(mirror, "/i/0/mid/")[1])["files"]}
