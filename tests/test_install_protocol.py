@@ -131,14 +131,6 @@ BAD_ANSWERS: dict[str, tuple[bytes, str | None]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ANSWERS))
-def test_malformed_answers_are_refused(case: str) -> None:
-    line, kind = BAD_ANSWERS[case]
-    with pytest.raises(protocol.ProtocolError) as info:
-        protocol.decode_answer(line)
-    assert info.value.kind == kind
-
-
 TASK = _plain(SAMPLES[3])
 BAD_REQUESTS: dict[str, tuple[bytes, str | None]] = {
     "no op": (_line({"wheels": []}), None),
@@ -160,11 +152,15 @@ BAD_REQUESTS: dict[str, tuple[bytes, str | None]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_malformed_requests_are_refused(case: str) -> None:
-    line, kind = BAD_REQUESTS[case]
+@pytest.mark.parametrize(
+    ("case", "request_"),
+    [(c, False) for c in sorted(BAD_ANSWERS)] + [(c, True) for c in sorted(BAD_REQUESTS)],
+)
+def test_malformed_lines_are_refused(case: str, request_: bool) -> None:
+    """Refused with the kind the line claimed to be, so ``install`` can say what was wrong."""
+    line, kind = (BAD_REQUESTS if request_ else BAD_ANSWERS)[case]
     with pytest.raises(protocol.ProtocolError) as info:
-        protocol.decode_request(line)
+        _decode(line, request_)
     assert info.value.kind == kind
 
 
