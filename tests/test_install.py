@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wheelmaker import Member, artifact_for, corrupt_member, make_wheel
 
+from wheelhouse._install_protocol import Facts
 from wheelhouse.errors import (
     ConflictError,
     HashMismatchError,
@@ -524,7 +525,7 @@ def test_conflict_detected_before_writing(tmp_path: Path, monkeypatch: pytest.Mo
     seen: list[list[str]] = []
     real = mod._write_layout
 
-    def spy(root: Path, facts: dict[str, Any]) -> None:
+    def spy(root: Path, facts: Facts) -> None:
         seen.append(os.listdir(root))
         real(root, facts)
 
@@ -639,7 +640,8 @@ def test_scripts_work_with_a_long_prefix_with_spaces(tmp_path: Path, rich_wheel:
 def test_zip_reader_only_raises_worker_errors(
     cuts: list[tuple[int, int]], truncate: int | None
 ) -> None:
-    """The worker's own zip reader turns any damage into a WorkerError (no crash, no hang)."""
+    """The worker's zip reading (zipfile and its checks) turns any damage into a WorkerError
+    (no crash, no hang)."""
     from wheelhouse import _install_worker as worker
 
     raw = bytearray(_FUZZ_WHEEL)
@@ -649,8 +651,9 @@ def test_zip_reader_only_raises_worker_errors(
         raw = raw[: truncate % len(raw)]
     data = bytes(raw)
     try:
-        for entry in worker.read_central_directory(data, "w.whl"):
-            worker.extract(data, memoryview(data), entry, "w.whl")
+        archive, members = worker.open_archive(data, "w.whl")
+        for info in members:
+            worker.extract(archive, info, "w.whl")
     except worker.WorkerError as e:
         assert e.kind == "InstallError" and "w.whl" in e.message
 

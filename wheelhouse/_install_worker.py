@@ -2,52 +2,57 @@
 
 This file is run as a script by the *target* interpreter (``python -S -B _install_worker.py``),
 which may be a different Python than the one running wheelhouse, so it uses the standard library
-only and keeps to syntax that Python 3.8 understands. It talks to ``wheelhouse.install`` with one
-JSON document per line on stdin/stdout:
+only and keeps to syntax that Python 3.8 understands. It talks to ``wheelhouse.install`` with the
+messages of ``_install_protocol`` (one JSON document per line on stdin/stdout):
 
-1. worker -> ``{"hello": {...}}``: facts about the interpreter (version, real path, cache tag).
-2. main -> ``{"op": "plan", "wheels": [[index, path, filename, sha256, label], ...]}``. For
-   each wheel the worker reads the file, checks its sha256 against the lock's, parses the zip
-   central directory, RECORD, WHEEL, METADATA and entry_points.txt, validates every member and
-   answers ``{"plan": [...]}``: every destination path with its RECORD hash. Nothing is written
-   yet, so the main process can detect conflicts between wheels first. Plans and wheel bytes
-   stay in memory.
-3. main -> ``{"op": "install", "root": ..., "prefix": ..., "shebang": ..., "compile": ...}``, then
-   one ``{"op": "wheel", "index": ..., "path": ..., "filename": ..., "skip": [...],
-   "scripts": [[dest, text], ...]}`` per wheel to install (a wheel another worker planned is
-   planned again here), each answered ``{"installed": index}``. The worker decompresses every
-   member once, checks its size, CRC and RECORD hash on the bytes in memory, writes it below
-   ``root`` and compiles ``.py`` files of site-packages from the same bytes (unchecked-hash pyc,
-   ``co_filename`` relative to the prefix), then writes the new RECORD and INSTALLER.
-4. main -> ``{"op": "finish"}``: the worker answers ``{"done": {counts, warnings}}`` and exits.
+1. It greets with the interpreter's facts.
+2. ``PlanRequest``: for each wheel it reads the file, checks its sha256 against the lock's, opens
+   it with ``zipfile``, reads WHEEL and METADATA (``email.parser``), RECORD (``csv``) and
+   entry_points.txt, validates every member and answers every destination path with its RECORD
+   hash. Nothing is written yet, so the main process can detect conflicts between wheels first.
+   Plans and wheel bytes stay in memory.
+3. ``InstallSetup``, then one ``WheelTask`` per wheel to install (a wheel another worker planned
+   is planned again here): the worker decompresses every member once, checks its size, CRC and
+   RECORD hash on the bytes in memory, writes it below the staging root and compiles ``.py``
+   files of site-packages from the same bytes (unchecked-hash pyc, ``co_filename`` relative to
+   the prefix), then writes the new RECORD and INSTALLER.
+4. ``Finish``: the worker reports counts and warnings and exits.
 
-Any failure is answered with ``{"error": {"kind": <wheelhouse.errors class>, "message": ...}}``.
+Any failure is answered with ``Failed``: a ``wheelhouse.errors`` class name and one message
+naming the wheel and the member.
+
+Why ``zipfile`` is enough here: the member checks wheels need on top of it (duplicate names,
+sizes no member has, names with control characters or ``..``, links, encryption) are made on its
+``ZipInfo`` records before anything is decompressed, and every member is read at most up to its
+declared size, so a header that lies costs no memory.
 """
 
 from __future__ import annotations
 
 import binascii
 import csv
+import email.message
+import email.parser
 import gc
 import hashlib
 import importlib.util
 import io
-import json
 import marshal
 import os
 import posixpath
 import stat
-import struct
 import sys
 import time
 import traceback
 import warnings
-import zlib
-from typing import Any, BinaryIO
+import zipfile
+from typing import BinaryIO
 
 if __package__:  # imported as wheelhouse._install_worker (tests, mypy)
+    from wheelhouse import _install_protocol as protocol
     from wheelhouse import _safefs
 else:  # run as a script by the target interpreter: sys.path[0] is this directory
+    import _install_protocol as protocol  # type: ignore[import-not-found,no-redef]
     import _safefs  # type: ignore[import-not-found,no-redef]
 
 SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
@@ -59,19 +64,6 @@ _NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 INSTALLER = b"wheelhouse\n"
 
-# zip format (APPNOTE.TXT)
-_LOCAL = b"PK\x03\x04"
-_CENTRAL = b"PK\x01\x02"
-_END = b"PK\x05\x06"
-_END64 = b"PK\x06\x06"
-_END64_LOCATOR = b"PK\x06\x07"
-_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")  # 46 bytes, zipfile's structCentralDir
-_END_RECORD = struct.Struct("<4s4H2LH")  # 22 bytes
-_END64_LOCATOR_RECORD = struct.Struct("<4sLQL")  # 20 bytes
-_END64_RECORD = struct.Struct("<4sQ2H2L4Q")  # 56 bytes
-_STORED = 0
-_DEFLATED = 8
-
 
 class WorkerError(Exception):
     """A problem with a wheel, reported to the main process as a ``wheelhouse.errors`` class."""
@@ -82,16 +74,16 @@ class WorkerError(Exception):
         self.message = message
 
 
-def interpreter_facts() -> dict[str, Any]:
+def interpreter_facts() -> protocol.Facts:
     base = getattr(sys, "_base_executable", None) or sys.executable
-    return {
-        "version": "{}.{}.{}".format(*sys.version_info[:3]),
-        "short": "{}.{}".format(*sys.version_info[:2]),
-        "executable": os.path.realpath(base),
-        "cache_tag": sys.implementation.cache_tag,
-        "platlibdir": getattr(sys, "platlibdir", "lib"),
-        "magic": importlib.util.MAGIC_NUMBER.hex(),
-    }
+    return protocol.Facts(
+        version="{}.{}.{}".format(*sys.version_info[:3]),
+        short="{}.{}".format(*sys.version_info[:2]),
+        executable=os.path.realpath(base),
+        cache_tag=sys.implementation.cache_tag,
+        platlibdir=getattr(sys, "platlibdir", "lib"),
+        magic=importlib.util.MAGIC_NUMBER.hex(),
+    )
 
 
 def _b64(digest: bytes) -> str:
@@ -135,79 +127,26 @@ def _check_member_path(wheel: str, name: str) -> None:
         raise _unsafe(wheel, name, "has an empty, '.' or '..' path component")
 
 
-class Entry:
-    """One member of a zip archive, from its central directory record."""
-
-    __slots__ = ("crc", "csize", "flags", "method", "mode", "name", "offset", "raw_name", "size")
-
-    def __init__(
-        self,
-        name: str,
-        raw_name: bytes,
-        offset: int,
-        csize: int,
-        size: int,
-        crc: int,
-        method: int,
-        flags: int,
-        mode: int,
-    ) -> None:
-        self.name = name
-        self.raw_name = raw_name
-        self.offset = offset
-        self.csize = csize
-        self.size = size
-        self.crc = crc
-        self.method = method
-        self.flags = flags
-        self.mode = mode
-
-
-def read_central_directory(data: bytes, wheel: str) -> list[Entry]:
-    """Parse the central directory of the zip archive ``data`` (zip64 included)."""
-    end = data.rfind(_END, max(0, len(data) - 65557))
-    if end < 0 or end + 22 > len(data):
-        raise _damaged(wheel, "is not a valid wheel (zip) archive: no end of central directory")
-    _sig, _disk, _cd_disk, _n_disk, count, cd_size, cd_offset, _comment = _END_RECORD.unpack_from(
-        data, end
-    )
-    records_end = end
-    locator = end - 20
-    if locator >= 0 and data[locator : locator + 4] == _END64_LOCATOR:  # zip64 (as zipfile)
-        end64 = _END64_LOCATOR_RECORD.unpack_from(data, locator)[2]
-        if end64 + 56 > len(data) or data[end64 : end64 + 4] != _END64:
-            raise _damaged(wheel, "is not a valid wheel (zip) archive: bad zip64 end record")
-        count, cd_size, cd_offset = _END64_RECORD.unpack_from(data, end64)[7:10]
-        records_end = locator - 56
-    # bytes prepended to the archive (self-extractors) shift every offset, as zipfile allows
-    shift = records_end - cd_size - cd_offset
-    if shift < 0:
-        raise _damaged(wheel, "is not a valid wheel (zip) archive: bad central directory offset")
-    pos = cd_offset + shift
-    entries: list[Entry] = []
-    unpack = _CENTRAL_HEADER.unpack_from
+def open_archive(data: bytes, wheel: str) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """The zip archive ``data`` and its members, in central directory order, each checked for
+    sizes no real member has before anything is decompressed."""
     try:
-        for _ in range(count):
-            (
-                sig, _v1, _s1, _v2, _s2, flags, method, _time, _date, crc, csize, size, nlen,
-                xlen, clen, _disk, _iattr, eattr, offset,
-            ) = unpack(data, pos)  # fmt: skip
-            if sig != _CENTRAL:
-                raise _damaged(wheel, "is not a valid wheel (zip) archive: bad central directory")
-            raw_name = data[pos + 46 : pos + 46 + nlen]
-            if 0xFFFFFFFF in (csize, size, offset):
-                size, csize, offset = _zip64_extra(
-                    data[pos + 46 + nlen : pos + 46 + nlen + xlen], size, csize, offset, wheel
-                )
-            name = raw_name.decode("utf-8" if flags & 0x800 else "cp437")
-            _check_sizes(wheel, name, method, flags, csize, size, len(data))
-            entries.append(
-                Entry(name, raw_name, offset + shift, csize, size, crc, method, flags, eattr >> 16)
-            )
-            pos += 46 + nlen + xlen + clen
-    except (struct.error, UnicodeDecodeError, IndexError) as e:
-        raise _damaged(wheel, f"is not a valid wheel (zip) archive: {e}") from None
-    return entries
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except MemoryError:
+        raise
+    except Exception as e:  # BadZipFile, and what zipfile lets through from broken headers
+        raise _damaged(wheel, f"is not a valid wheel (zip) archive ({_why(e)})") from None
+    members = archive.infolist()
+    for info in members:
+        _check_sizes(wheel, info, len(data))
+    return archive, members
+
+
+def _why(e: BaseException) -> str:
+    """An exception as one line: its class (the decompressors' errors say little without it)
+    and its message, if any."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 _DEFLATE_RATIO = 1032
@@ -216,16 +155,17 @@ _MAX_MEMBER = 1 << 40
 """No wheel member is a terabyte: a bigger declared size is a bomb or a broken header."""
 
 
-def _check_sizes(
-    wheel: str, name: str, method: int, flags: int, csize: int, size: int, total: int
-) -> None:
+def _check_sizes(wheel: str, info: zipfile.ZipInfo, total: int) -> None:
     """Refuse declared sizes no real member has, before anything is decompressed: a size near
     2**64 would overflow, a huge one would exhaust memory."""
+    csize = info.compress_size
+    size = info.file_size
+    method = info.compress_type
     if csize > total:
         why = f"declares {csize} compressed bytes, more than the whole file ({total})"
-    elif method == _STORED and size != csize and not flags & 1:  # encrypted: 12 bytes more
-        why = f"is stored uncompressed but declares {size} bytes in {csize}"
-    elif method == _DEFLATED and size > csize * _DEFLATE_RATIO + 1024:
+    elif method == zipfile.ZIP_STORED and size != csize and not info.flag_bits & 1:
+        why = f"is stored uncompressed but declares {size} bytes in {csize}"  # encrypted: +12
+    elif method == zipfile.ZIP_DEFLATED and size > csize * _DEFLATE_RATIO + 1024:
         why = f"declares {size} bytes, more than deflate can make of {csize}"
     elif size > _MAX_MEMBER:
         why = f"declares {size} bytes uncompressed, more than any wheel member has"
@@ -233,97 +173,53 @@ def _check_sizes(
         return
     raise WorkerError(
         "InstallError",
-        f"{wheel}: member {name!r} {why}; the wheel is damaged or malicious (a decompression "
-        "bomb): fetch it again or get it from a trusted source",
+        f"{wheel}: member {info.orig_filename!r} {why}; the wheel is damaged or malicious (a "
+        "decompression bomb): fetch it again or get it from a trusted source",
     )
 
 
-def _zip64_extra(
-    extra: bytes, size: int, csize: int, offset: int, wheel: str
-) -> tuple[int, int, int]:
-    pos = 0
-    while pos + 4 <= len(extra):
-        tag, length = struct.unpack_from("<HH", extra, pos)
-        if tag == 1:
-            fields = extra[pos + 4 : pos + 4 + length]
-            values = list(struct.unpack_from(f"<{len(fields) // 8}Q", fields))
-            if size == 0xFFFFFFFF:
-                size = values.pop(0)
-            if csize == 0xFFFFFFFF:
-                csize = values.pop(0)
-            if offset == 0xFFFFFFFF:
-                offset = values.pop(0)
-            return size, csize, offset
-        pos += 4 + length
-    raise _damaged(wheel, "is not a valid wheel (zip) archive: missing zip64 extra field")
+def extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, wheel: str) -> bytes:
+    """The content of member ``info``, decompressed once and checked against its size and CRC.
 
-
-def extract(data: bytes, view: memoryview, entry: Entry, wheel: str) -> bytes:
-    """The content of ``entry``, decompressed once and checked against its size and CRC."""
+    At most the declared size plus one byte is read (zipfile inflates a deflate member no
+    further than asked), so a member whose header lies about its size costs no more memory than
+    an honest one; CRC mismatches are zipfile's ``BadZipFile``, a short member ours.
+    """
+    name = info.orig_filename
+    if info.flag_bits & 1:
+        raise _damaged(wheel, f"member {name!r} is encrypted")
     try:
-        return _extract(data, view, entry, wheel)
+        with archive.open(info) as member:
+            content = member.read(info.file_size + 1)
     except MemoryError:
         raise WorkerError(
             "InstallError",
-            f"{wheel}: member {entry.name!r} is {entry.size} bytes uncompressed, more than the "
+            f"{wheel}: member {name!r} is {info.file_size} bytes uncompressed, more than the "
             "install worker could hold in memory; free memory or raise the limit (ulimit -v), "
             "and check the wheel comes from a trusted source (it may be a decompression bomb)",
         ) from None
-
-
-def _extract(data: bytes, view: memoryview, entry: Entry, wheel: str) -> bytes:
-    off = entry.offset
-    name = entry.name
-    if data[off : off + 4] != _LOCAL or off + 30 > len(data):
-        raise _damaged(wheel, f"member {name!r} has no local header")
-    if entry.flags & 1:
-        raise _damaged(wheel, f"member {name!r} is encrypted")
-    nlen, xlen = struct.unpack_from("<HH", data, off + 26)
-    if data[off + 30 : off + 30 + nlen] != entry.raw_name:
-        raise _damaged(wheel, f"member {name!r} has a different name in its local header")
-    start = off + 30 + nlen + xlen
-    end = start + entry.csize
-    if end > len(data):
-        raise _damaged(wheel, f"member {name!r} is truncated")
-    size = entry.size
-    method = entry.method
-    if method == _DEFLATED:
-        inflate = zlib.decompressobj(-15)
-        try:
-            content = inflate.decompress(view[start:end], size + 1)
-        except zlib.error as e:
-            raise _damaged(wheel, f"member {name!r} cannot be decompressed ({e})") from None
-        if not inflate.eof:
-            raise _damaged(wheel, f"member {name!r} is truncated or larger than declared")
-    elif method == _STORED:
-        content = data[start:end]
-    else:  # bzip2, lzma...: rare in wheels, leave it to zipfile
-        import zipfile
-
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                content = zf.read(name)
-        except MemoryError:
-            raise
-        except Exception as e:  # zipfile, bz2 and lzma each raise their own
-            why = f"{type(e).__name__}: {e}".replace("\n", " ")
-            raise _damaged(wheel, f"member {name!r} cannot be decompressed ({why})") from None
-    if len(content) != size or zlib.crc32(content) != entry.crc:
-        raise _damaged(wheel, f"member {name!r} fails its zip CRC/size check")
+    except zipfile.BadZipFile as e:  # a bad local header, a CRC mismatch
+        raise _damaged(wheel, f"member {name!r} fails its zip checks ({e})") from None
+    except Exception as e:  # zlib, bz2 and lzma each raise their own; EOFError if truncated
+        raise _damaged(wheel, f"member {name!r} cannot be decompressed ({_why(e)})") from None
+    if len(content) != info.file_size:
+        raise _damaged(wheel, f"member {name!r} fails its zip size check")
     return content
 
 
-def _headers(text: str) -> dict[str, str]:
-    """The first value of each header of an RFC 822 style metadata file (keys lower-cased)."""
-    out: dict[str, str] = {}
-    for line in text.split("\n\n", 1)[0].splitlines():  # headers end at the first empty line
-        if not line.strip():
-            break
-        if line[:1] in (" ", "\t") or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        out.setdefault(key.strip().lower(), value.strip())
-    return out
+def _headers(text: str) -> email.message.Message:
+    """The headers of an RFC 822 style metadata file (METADATA, WHEEL); ``get`` is
+    case-insensitive and returns a header's first value.
+
+    The body (a long description, often most of METADATA) is cut off unread: the parser would
+    split it into lines only to keep it as one string.
+    """
+    return email.parser.HeaderParser().parsestr(text.split("\n\n", 1)[0])
+
+
+def _header(headers: email.message.Message, name: str) -> str:
+    """The first value of header ``name``, "" if there is none."""
+    return str(headers.get(name, "")).strip()
 
 
 def _parse_record(wheel: str, text: str, record_name: str) -> dict[str, tuple[str, str]]:
@@ -364,7 +260,7 @@ class WheelPlan:
     """One wheel, parsed and validated, with its bytes kept in memory for the install step."""
 
     __slots__ = (
-        "data",
+        "archive",
         "dist_info",
         "entry_points",
         "filename",
@@ -380,7 +276,7 @@ class WheelPlan:
     def __init__(self, index: int, filename: str) -> None:
         self.index = index
         self.filename = filename
-        self.data = b""
+        self.archive: zipfile.ZipFile | None = None
         self.sha256 = ""
         self.name = ""
         self.version = ""
@@ -389,19 +285,19 @@ class WheelPlan:
         self.entry_points: str | None = None
         # (member, destination relative to the prefix, hash algorithm, RECORD digest (urlsafe
         # base64, no padding), executable), in archive order
-        self.files: list[tuple[Entry, str, str, str, bool]] = []
+        self.files: list[tuple[zipfile.ZipInfo, str, str, str, bool]] = []
         self.warnings: list[str] = []
 
 
-def plan_wheel(
-    index: int, path: str, filename: str, expected: tuple[str, str], sp_rel: str, short: str
-) -> WheelPlan:
+def plan_wheel(job: protocol.WheelJob, sp_rel: str, short: str) -> WheelPlan:
     """Read and validate one wheel; its plan has destinations relative to the prefix.
 
-    ``expected`` is the lock's (sha256, "package version"): bytes that are not the locked ones
-    are refused before anything in them is parsed.
+    Bytes that are not the locked ones (``job.sha256``) are refused before anything in them is
+    parsed.
     """
-    plan = WheelPlan(index, filename)
+    path = job.path
+    filename = job.filename
+    plan = WheelPlan(job.index, filename)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -409,22 +305,21 @@ def plan_wheel(
         raise WorkerError(
             "InstallError", f"{filename}: cannot read {path} ({e.strerror}); fetch it again"
         ) from None
-    plan.data = data
     plan.sha256 = hashlib.sha256(data).hexdigest()
-    if plan.sha256 != expected[0]:
+    if plan.sha256 != job.sha256:
         raise WorkerError(
             "HashMismatchError",
-            f"{path}: sha256 {plan.sha256} does not match the lock's {expected[0]} for "
-            f"{expected[1]}; the wheelhouse is stale or damaged: delete the file and run "
+            f"{path}: sha256 {plan.sha256} does not match the lock's {job.sha256} for "
+            f"{job.label}; the wheelhouse is stale or damaged: delete the file and run "
             "`wheelhouse fetch` again",
         )
-    view = memoryview(data)
-    entries = read_central_directory(data, filename)
+    archive, entries = open_archive(data, filename)
+    plan.archive = archive
 
-    by_name: dict[str, Entry] = {}
+    by_name: dict[str, zipfile.ZipInfo] = {}
     dist_infos: set[str] = set()
     for entry in entries:
-        name = entry.name
+        name = entry.orig_filename  # zipfile cuts filename at a NUL: refused below
         if name in by_name:
             raise WorkerError(
                 "InstallError",
@@ -453,7 +348,7 @@ def plan_wheel(
         )
 
     def text(member: str) -> str:
-        return extract(data, view, by_name[member], filename).decode("utf-8", "replace")
+        return extract(archive, by_name[member], filename).decode("utf-8", "replace")
 
     for meta in ("WHEEL", "METADATA"):
         if f"{dist_info}/{meta}" not in by_name:
@@ -461,7 +356,7 @@ def plan_wheel(
                 "InstallError",
                 f"{filename}: has no {dist_info}/{meta}; the wheel is malformed: rebuild it",
             )
-    wheel_version = _headers(text(dist_info + "/WHEEL")).get("wheel-version", "")
+    wheel_version = _header(_headers(text(dist_info + "/WHEEL")), "Wheel-Version")
     if not wheel_version.startswith("1."):
         raise WorkerError(
             "InstallError",
@@ -469,9 +364,9 @@ def plan_wheel(
             "1.x is supported): install it with a newer tool",
         )
     metadata = _headers(text(dist_info + "/METADATA"))
-    plan.name = metadata.get("name", "")
-    plan.version = metadata.get("version", "")
-    plan.requires_python = metadata.get("requires-python", "")
+    plan.name = _header(metadata, "Name")
+    plan.version = _header(metadata, "Version")
+    plan.requires_python = _header(metadata, "Requires-Python")
     if not plan.name or not set(plan.name) <= _NAME_OK or ".." in plan.name:
         raise WorkerError(
             "InstallError",
@@ -481,7 +376,7 @@ def plan_wheel(
     if dist_info + "/entry_points.txt" in by_name:
         plan.entry_points = text(dist_info + "/entry_points.txt")
     try:
-        record_text = extract(data, view, by_name[record_name], filename).decode("utf-8")
+        record_text = extract(archive, by_name[record_name], filename).decode("utf-8")
     except UnicodeDecodeError:
         raise WorkerError(
             "RecordError", f"{filename}: {record_name} is not UTF-8: rebuild the wheel"
@@ -501,11 +396,11 @@ def plan_wheel(
     installer_name = dist_info + "/INSTALLER"
     dests: dict[str, str] = {}
     files = plan.files
-    for entry in sorted(entries, key=lambda e: e.offset):
-        name = entry.name
+    for entry in sorted(entries, key=lambda e: e.header_offset):
+        name = entry.orig_filename
         if name[-1] == "/":
             continue  # a directory entry: directories are implied by files
-        mode = entry.mode
+        mode = entry.external_attr >> 16
         kind = stat.S_IFMT(mode)
         if kind == stat.S_IFLNK:
             raise _unsafe(filename, name, "is a symbolic link (wheels must not contain links)")
@@ -529,10 +424,10 @@ def plan_wheel(
                 f"{filename}: {record_name} has no acceptable hash for member {name!r} (got "
                 f"{hash_!r}); rebuild the wheel",
             )
-        if size and size != str(entry.size):
+        if size and size != str(entry.file_size):
             raise WorkerError(
                 "RecordError",
-                f"{filename}: member {name!r} is {entry.size} bytes but {record_name} says "
+                f"{filename}: member {name!r} is {entry.file_size} bytes but {record_name} says "
                 f"{size}; the wheel is corrupt or tampered with: fetch it again",
             )
         if "/__pycache__/" in "/" + name:
@@ -573,26 +468,26 @@ def plan_wheel(
     return plan
 
 
-def plan_summary(plan: WheelPlan) -> dict[str, Any]:
+def plan_summary(plan: WheelPlan) -> protocol.WheelSummary:
     py = total = 0
     for entry, dest, _algo, _digest, _x in plan.files:
-        total += entry.size
+        total += entry.file_size
         if dest[-3:] == ".py":
-            py += entry.size
-    return {
-        "index": plan.index,
-        "name": plan.name,
-        "version": plan.version,
-        "requires_python": plan.requires_python,
-        "sha256": plan.sha256,
-        "dist_info": plan.dist_info,
-        "entry_points": plan.entry_points,
-        "files": [[dest, algo + "=" + digest] for _e, dest, algo, digest, _x in plan.files],
+            py += entry.file_size
+    return protocol.WheelSummary(
+        index=plan.index,
+        name=plan.name,
+        version=plan.version,
+        requires_python=plan.requires_python,
+        sha256=plan.sha256,
+        dist_info=plan.dist_info,
+        entry_points=plan.entry_points,
+        files=tuple((dest, algo + "=" + digest) for _e, dest, algo, digest, _x in plan.files),
         # rough nanoseconds of work: compile ~160 ns per source byte, ~100 us per file
         # created, ~5 ns per byte decompressed, hashed and written
-        "cost": py * 160 + len(plan.files) * 100_000 + total * 5,
-        "warnings": plan.warnings,
-    }
+        cost=py * 160 + len(plan.files) * 100_000 + total * 5,
+        warnings=tuple(plan.warnings),
+    )
 
 
 class Installer:
@@ -680,14 +575,16 @@ class Installer:
         self.compile_seconds += time.perf_counter() - started
         return pyc
 
-    def install(self, plan: WheelPlan, skip: set[str], scripts: list[list[str]]) -> None:
+    def install(
+        self, plan: WheelPlan, skip: set[str], scripts: tuple[tuple[str, str], ...]
+    ) -> None:
         """Write one planned wheel, its scripts, bytecode, INSTALLER and RECORD.
 
         Destinations in ``skip`` are written by another wheel with identical content: they are
         still verified (and listed in this wheel's RECORD) but not written again.
         """
-        data = plan.data
-        view = memoryview(data)
+        archive = plan.archive
+        assert archive is not None
         wheel = self.wheel = plan.filename
         sp_rel = self.sp_rel
         sp_len = len(sp_rel)
@@ -698,7 +595,7 @@ class Installer:
         for dest in sorted({dest.rpartition("/")[0] for _e, dest, _a, _d, _x in plan.files}):
             mkdir(dest)
         for entry, dest, algo, expected, executable in plan.files:
-            content = extract(data, view, entry, wheel)
+            content = extract(archive, entry, wheel)
             digest = _b64(
                 hashlib.sha256(content).digest()
                 if algo == "sha256"
@@ -707,7 +604,7 @@ class Installer:
             if digest != expected:
                 raise WorkerError(
                     "RecordError",
-                    f"{wheel}: member {entry.name!r} does not match its RECORD hash "
+                    f"{wheel}: member {entry.orig_filename!r} does not match its RECORD hash "
                     f"({algo}={expected}, file has {digest}); the wheel is corrupt or tampered "
                     "with: fetch it again or rebuild it",
                 )
@@ -747,66 +644,65 @@ class Installer:
         csv.writer(out, lineterminator="\n").writerows(rows)
         write_file(dist_info + "RECORD", out.getvalue().encode("utf-8"), 0o644)
         self.files += 2
-        plan.data = b""
+        archive.close()
+        plan.archive = None
 
 
-def _rusage() -> list[float]:
+def _rusage() -> tuple[float, ...]:
     try:
         import resource
     except ImportError:  # pragma: no cover - not on POSIX
-        return []
+        return ()
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return [r.ru_utime, r.ru_stime, r.ru_nvcsw, r.ru_nivcsw, r.ru_majflt, r.ru_minflt]
+    return (r.ru_utime, r.ru_stime, r.ru_nvcsw, r.ru_nivcsw, r.ru_majflt, r.ru_minflt)
 
 
-def _send(out: BinaryIO, message: dict[str, Any]) -> None:
-    out.write(json.dumps(message, separators=(",", ":")).encode("utf-8") + b"\n")
+def _send(out: BinaryIO, message: protocol.Answer) -> None:
+    out.write(protocol.encode(message))
     out.flush()
+
+
+def _next(inp: BinaryIO) -> protocol.Request | None:
+    """The next request, None at the end of input (the main process is gone or done)."""
+    line = inp.readline()
+    return protocol.decode_request(line) if line else None
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> int:
     """Run the worker protocol on ``inp``/``out``; returns the exit status."""
     facts = interpreter_facts()
-    _send(out, {"hello": facts})
+    _send(out, protocol.Hello(facts))
     plans: dict[int, WheelPlan] = {}
-    sp_rel = "lib/python{}/site-packages".format(facts["short"])
+    sp_rel = f"lib/python{facts.short}/site-packages"
     try:
-        line = inp.readline()
-        if not line:
+        job = _next(inp)
+        if not isinstance(job, protocol.PlanRequest):
             return 0
-        job = json.loads(line)
         started = time.perf_counter()
         summaries = []
-        for index, path, filename, sha256, label in job["wheels"]:
-            plan = plan_wheel(index, path, filename, (sha256, label), sp_rel, facts["short"])
-            plans[index] = plan
+        for wheel in job.wheels:
+            plan = plan_wheel(wheel, sp_rel, facts.short)
+            plans[wheel.index] = plan
             summaries.append(plan_summary(plan))
         planned = time.perf_counter()
-        _send(out, {"plan": summaries})
-        line = inp.readline()
-        go = json.loads(line) if line else {}
-        if go.get("op") != "install":
+        _send(out, protocol.Planned(tuple(summaries)))
+        go = _next(inp)
+        if not isinstance(go, protocol.InstallSetup):
             return 0
         installing = time.perf_counter()
-        installer = Installer(
-            go["root"], go["prefix"], sp_rel, go["shebang"].encode("utf-8"), go["compile"]
-        )
+        installer = Installer(go.root, go.prefix, sp_rel, go.shebang.encode("utf-8"), go.compile)
         while True:
-            line = inp.readline()
-            if not line:
+            task = _next(inp)
+            if task is None:
                 return 0
-            task = json.loads(line)
-            if task["op"] != "wheel":
+            if not isinstance(task, protocol.WheelTask):
                 break
-            index = task["index"]
+            index = task.wheel.index
             mine = plans.pop(index, None)
             if mine is None:  # planned by another worker: this one took it over
-                expected = (task["sha256"], task["label"])
-                mine = plan_wheel(
-                    index, task["path"], task["filename"], expected, sp_rel, facts["short"]
-                )
-            installer.install(mine, set(task.get("skip", ())), task.get("scripts", []))
-            _send(out, {"installed": index})
+                mine = plan_wheel(task.wheel, sp_rel, facts.short)
+            installer.install(mine, set(task.skip), task.scripts)
+            _send(out, protocol.Installed(index))
         seconds = {
             "plan": planned - started,
             "wait": installing - planned,
@@ -814,14 +710,16 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
             "compile": installer.compile_seconds,
             "cpu": time.process_time(),
         }
-        done = {"files": installer.files, "pycs": installer.pycs, "warnings": installer.warnings}
-        _send(out, {"done": dict(done, seconds=seconds, rusage=_rusage())})
+        done = protocol.Done(
+            installer.files, installer.pycs, tuple(installer.warnings), seconds, _rusage()
+        )
+        _send(out, done)
     except WorkerError as e:
-        _send(out, {"error": {"kind": e.kind, "message": e.message}})
+        _send(out, protocol.Failed(e.kind, e.message))
         return 1
     except OSError as e:
         message = f"writing the environment failed: {e}; check free space and permissions"
-        _send(out, {"error": {"kind": "InstallError", "message": message}})
+        _send(out, protocol.Failed("InstallError", message))
         return 1
     except MemoryError:
         gc.collect()
@@ -829,10 +727,10 @@ def serve(inp: BinaryIO, out: BinaryIO) -> int:
             "the install worker ran out of memory; free memory or raise the limit (ulimit -v), "
             "and check the wheels come from a trusted source"
         )
-        _send(out, {"error": {"kind": "InstallError", "message": message}})
+        _send(out, protocol.Failed("InstallError", message))
         return 1
     except Exception:
-        _send(out, {"error": {"kind": "bug", "message": traceback.format_exc()}})
+        _send(out, protocol.Failed("bug", traceback.format_exc()))
         return 1
     return 0
 

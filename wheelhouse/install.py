@@ -6,7 +6,8 @@ one site-packages for purelib and platlib, scripts in ``bin``, headers in
 renames it into place at the end, so ``prefix`` holds a complete environment or nothing.
 
 The work is done by ``jobs`` worker processes of the *target* interpreter
-(``wheelhouse/_install_worker.py``, standard library only), in two steps:
+(``wheelhouse/_install_worker.py``, standard library only; the messages both sides exchange are
+``wheelhouse/_install_protocol.py``'s), in two steps:
 
 1. plan: each worker reads its share of the wheels (balanced by size), validates them (zip
    structure, RECORD coverage and syntax, member paths, schemes, links) and reports every
@@ -32,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import json
 import os
 import queue
 import re
@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -57,6 +57,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion
 
+from wheelhouse import _install_protocol as protocol
 from wheelhouse import errors, rpath, ui
 from wheelhouse.errors import ConflictError, InstallError, UnsafePathError, UsageError
 from wheelhouse.model import Artifact, same_version
@@ -120,11 +121,22 @@ class _Wheel:
     artifact: Artifact
     path: Path
     size: int
-    summary: dict[str, Any] | None = None
-    scripts: list[list[str]] | None = None
+    summary: protocol.WheelSummary | None = None
+    scripts: tuple[tuple[str, str], ...] | None = None
 
 
-_Lines = queue.Queue[tuple[int, "dict[str, Any] | None"]]
+@dataclass(frozen=True)
+class _Unreadable:
+    """A line from a worker that is no message of the protocol: ``kind`` is the kind it claimed
+    to be (``hello``...) if any."""
+
+    text: str
+    kind: str | None
+
+
+_Message = protocol.Answer | _Unreadable
+_Lines = queue.Queue[tuple[int, "_Message | None"]]
+_A = TypeVar("_A", protocol.Hello, protocol.Planned, protocol.Installed, protocol.Done)
 
 
 class _Worker:
@@ -152,31 +164,29 @@ class _Worker:
         self.stdout: IO[bytes] = self.proc.stdout
         self.python = python
         self.index = index
-        self.early: list[dict[str, Any] | None] = []
+        self.early: list[_Message | None] = []
         self.reader = threading.Thread(target=self._read, args=(answers,), daemon=True)
         self.reader.start()
 
     def _read(self, answers: _Lines) -> None:
         with contextlib.suppress(OSError, ValueError):
             for line in self.stdout:
+                message: _Message
                 try:
-                    message = json.loads(line)
-                except ValueError:
-                    message = None
-                if not isinstance(message, dict):  # not our worker talking
-                    text = line.decode("utf-8", "replace").strip()
-                    message = {"error": {"kind": "protocol", "message": text}}
+                    message = protocol.decode_answer(line)
+                except protocol.ProtocolError as e:  # not our worker talking
+                    message = _Unreadable(line.decode("utf-8", "replace").strip(), e.kind)
                 answers.put((self.index, message))
         answers.put((self.index, None))
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: protocol.Request) -> None:
         try:
-            self.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+            self.stdin.write(protocol.encode(message))
             self.stdin.flush()
         except BrokenPipeError:
             pass  # the worker died; its EOF reports why
 
-    def check(self, message: dict[str, Any] | None) -> dict[str, Any]:
+    def check(self, message: _Message | None) -> protocol.Answer | _Unreadable:
         """Raise for an error answer or an exit; return other answers."""
         if message is None:
             self.proc.wait()
@@ -193,15 +203,12 @@ class _Worker:
             raise self.not_python(
                 f"exited with status {self.proc.returncode} without an answer{said}"
             )
-        error = message.get("error")
-        if error is not None:
-            kind = error.get("kind") if isinstance(error, dict) else None
-            text = str(error.get("message")) if isinstance(error, dict) else str(error)
-            if kind == "bug":
-                raise RuntimeError(f"install worker failed:\n{text}")
-            if kind not in _ERROR_KINDS:
-                raise self.not_python(f"answered {_clip(text)!r}")
-            raise _ERROR_KINDS[kind](text)
+        if isinstance(message, protocol.Failed):
+            if message.kind == "bug":
+                raise RuntimeError(f"install worker failed:\n{message.message}")
+            if message.kind not in _ERROR_KINDS:
+                raise self.not_python(f"answered {_clip(message.message)!r}")
+            raise _ERROR_KINDS[message.kind](message.message)
         return message
 
     def not_python(self, what: str) -> InstallError:
@@ -254,9 +261,16 @@ def _resolve_python(python: str | None) -> str:
     return os.path.abspath(found)
 
 
-def _identity(artifact: Artifact) -> list[str]:
-    """What a worker checks a wheel's bytes against: the lock's sha256, and who it is for."""
-    return [artifact.filename, artifact.sha256.lower(), f"{artifact.package} {artifact.version}"]
+def _job(index: int, artifact: Artifact, path: Path) -> protocol.WheelJob:
+    """A wheel for a worker to read, and what its bytes must be: the lock's sha256, and who it
+    is for."""
+    return protocol.WheelJob(
+        index=index,
+        path=str(path),
+        filename=artifact.filename,
+        sha256=artifact.sha256.lower(),
+        label=f"{artifact.package} {artifact.version}",
+    )
 
 
 def _file_size(artifact: Artifact, path: Path) -> int:
@@ -327,16 +341,16 @@ def _shebang(interpreter: str) -> str:
     return data[:end].decode("utf-8") if end > 0 else f"#!{interpreter}"
 
 
-def _scripts(wheel: _Wheel, interpreter: str) -> list[list[str]]:
+def _scripts(wheel: _Wheel, interpreter: str) -> tuple[tuple[str, str], ...]:
     from installer.scripts import Script
     from installer.utils import parse_entrypoints
 
     assert wheel.summary is not None
-    text = wheel.summary["entry_points"]
+    text = wheel.summary.entry_points
     if text is None:
-        return []
+        return ()
     name = wheel.artifact.filename
-    member = f"{wheel.summary['dist_info']}/entry_points.txt"
+    member = f"{wheel.summary.dist_info}/entry_points.txt"
     try:
         entries = list(parse_entrypoints(text))
     except Exception as e:
@@ -344,7 +358,7 @@ def _scripts(wheel: _Wheel, interpreter: str) -> list[list[str]]:
         raise InstallError(
             f"{name}: {member} cannot be parsed ({type(e).__name__}: {why}); rebuild the wheel"
         ) from None
-    out: list[list[str]] = []
+    out: list[tuple[str, str]] = []
     for script_name, module, attr, section in entries:
         if (
             not script_name
@@ -360,8 +374,8 @@ def _scripts(wheel: _Wheel, interpreter: str) -> list[list[str]]:
                 "rebuild the wheel with plain script names"
             )
         _, data = Script(script_name, module, attr, section).generate(interpreter, "posix")
-        out.append([f"bin/{script_name}", data.decode("utf-8")])
-    return out
+        out.append((f"bin/{script_name}", data.decode("utf-8")))
+    return tuple(out)
 
 
 def _find_conflicts(wheels: list[_Wheel], sp_rel: str, reserved: list[str]) -> dict[int, set[str]]:
@@ -377,8 +391,8 @@ def _find_conflicts(wheels: list[_Wheel], sp_rel: str, reserved: list[str]) -> d
     for wheel in wheels:
         assert wheel.summary is not None and wheel.scripts is not None
         name = wheel.artifact.filename
-        dist_info = f"{sp_rel}/{wheel.summary['dist_info']}/"
-        entries: list[tuple[str, str]] = [(d, h) for d, h in wheel.summary["files"]]
+        dist_info = f"{sp_rel}/{wheel.summary.dist_info}/"
+        entries: list[tuple[str, str]] = list(wheel.summary.files)
         entries += [
             (d, "script:" + hashlib.sha256(t.encode()).hexdigest()) for d, t in wheel.scripts
         ]
@@ -416,20 +430,20 @@ def _find_conflicts(wheels: list[_Wheel], sp_rel: str, reserved: list[str]) -> d
     return skips
 
 
-def _write_layout(root: Path, facts: dict[str, Any]) -> None:
-    short = facts["short"]
-    executable = facts["executable"]
+def _write_layout(root: Path, facts: protocol.Facts) -> None:
+    short = facts.short
+    executable = facts.executable
     (root / "bin").mkdir()
     (root / "lib" / f"python{short}" / "site-packages").mkdir(parents=True)
     (root / "pyvenv.cfg").write_text(
         f"home = {os.path.dirname(executable)}\n"
         "include-system-site-packages = false\n"
-        f"version = {facts['version']}\n",
+        f"version = {facts.version}\n",
         encoding="utf-8",
     )
     for link in ("python", "python3", f"python{short}"):
         os.symlink(executable, root / "bin" / link)
-    platlibdir = facts["platlibdir"]
+    platlibdir = facts.platlibdir
     if platlibdir != "lib" and "/" not in platlibdir:
         os.symlink("lib", root / platlibdir)
 
@@ -439,16 +453,18 @@ HELLO_TIMEOUT = 120.0
 but an interpreter that is not Python and never answers does not hang install forever."""
 
 
-def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str, Any]]:
-    """Wait for the next answer of every worker, which must be ``key``; fails fast on errors."""
-    got: list[dict[str, Any] | None] = [None] * len(workers)
+def _collect(workers: list[_Worker], answers: _Lines, kind: type[_A]) -> list[_A]:
+    """Wait for the next answer of every worker, which must be a ``kind``; fails fast on
+    errors."""
+    got: list[_A | None] = [None] * len(workers)
     for i, worker in enumerate(workers):
         if worker.early:
-            got[i] = _expect(worker, worker.early.pop(0), key)
+            got[i] = _expect(worker, worker.early.pop(0), kind)
     pending = got.count(None)
+    hello = kind is protocol.Hello
     while pending:
         try:  # a worker greets at once; a program that is not Python may never say a word
-            i, message = answers.get(timeout=HELLO_TIMEOUT if key == "hello" else None)
+            i, message = answers.get(timeout=HELLO_TIMEOUT if hello else None)
         except queue.Empty:
             silent = next(w for w, a in zip(workers, got, strict=True) if a is None)
             raise silent.not_python(f"did not answer within {HELLO_TIMEOUT:g} s") from None
@@ -456,18 +472,22 @@ def _collect(workers: list[_Worker], answers: _Lines, key: str) -> list[dict[str
             if message is not None:
                 workers[i].early.append(message)  # already its next answer
             continue  # EOF of a worker that has answered: it may exit
-        got[i] = _expect(workers[i], message, key)
+        got[i] = _expect(workers[i], message, kind)
         pending -= 1
     return [a for a in got if a is not None]
 
 
-def _expect(worker: _Worker, message: dict[str, Any] | None, key: str) -> dict[str, Any]:
+def _expect(worker: _Worker, message: _Message | None, kind: type[_A]) -> _A:
     answer = worker.check(message)
-    if key not in answer:
-        raise worker.not_python(f"answered {_clip(json.dumps(answer))!r} (expected {key!r})")
-    if key == "hello" and not _valid_hello(answer["hello"]):
-        raise worker.not_python(f"introduced itself as {_clip(json.dumps(answer))!r}")
-    return answer
+    if isinstance(answer, kind):
+        return answer
+    if isinstance(answer, _Unreadable):
+        if answer.kind == protocol.Hello.KIND:
+            raise worker.not_python(f"introduced itself as {_clip(answer.text)!r}")
+        text = answer.text
+    else:
+        text = protocol.encode(answer).decode().strip()
+    raise worker.not_python(f"answered {_clip(text)!r} (expected {kind.KIND!r})")
 
 
 def check_interpreter(python: str) -> None:
@@ -477,15 +497,10 @@ def check_interpreter(python: str) -> None:
     answers: _Lines = queue.Queue()
     worker = _Worker(interpreter, _worker_env(), 0, answers)
     try:
-        worker.send({"op": "plan", "wheels": []})  # what install_env sends first, too
-        _collect([worker], answers, "hello")
+        worker.send(protocol.PlanRequest(()))  # what install_env sends first, too
+        _collect([worker], answers, protocol.Hello)
     finally:
         worker.close()
-
-
-def _valid_hello(facts: Any) -> bool:
-    keys = ("version", "short", "executable", "cache_tag", "platlibdir", "magic")
-    return isinstance(facts, dict) and all(isinstance(facts.get(k), str) for k in keys)
 
 
 def install_env(
@@ -535,18 +550,18 @@ def install_env(
         sizes = [(i, _file_size(artifact, path)) for i, (artifact, path) in enumerate(wheels)]
         groups = _balance(sizes, jobs)
         for worker, group in zip(workers, groups, strict=True):
-            todo = [[i, str(wheels[i][1]), *_identity(wheels[i][0])] for i in group]
-            worker.send({"op": "plan", "wheels": todo})
+            todo = tuple(_job(i, *wheels[i]) for i in group)
+            worker.send(protocol.PlanRequest(todo))
         trace("plans requested")
         # while the workers plan: check the artifacts, import installer for the scripts
         items = _check_artifacts(wheels, dict(sizes))
         shebang = _shebang(f"{prefix}/bin/python")
-        facts = _collect(workers, answers, "hello")[0]["hello"]
-        for answer in _collect(workers, answers, "plan"):
-            for summary in answer["plan"]:
-                items[summary["index"]].summary = summary
+        facts = _collect(workers, answers, protocol.Hello)[0].facts
+        for answer in _collect(workers, answers, protocol.Planned):
+            for summary in answer.wheels:
+                items[summary.index].summary = summary
         trace("plans received")
-        extra_sites = [_extra_site(path, facts["short"]) for path in extra_site_packages]
+        extra_sites = [_extra_site(path, facts.short) for path in extra_site_packages]
         try:
             prefix.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(prefix.parent, prefix=f".{prefix.name}")
@@ -558,7 +573,7 @@ def install_env(
         )
         try:
             if extra_sites:
-                site = root / "lib" / f"python{facts['short']}" / "site-packages" / EXTRA_SITE_PTH
+                site = root / "lib" / f"python{facts.short}" / "site-packages" / EXTRA_SITE_PTH
                 site.write_text(
                     "".join(f"import site; site.addsitedir({path!r})\n" for path in extra_sites),
                     encoding="utf-8",
@@ -567,11 +582,14 @@ def install_env(
             raise _cannot_create(prefix, e) from None
         if runpath is not None:
             owners = {
-                dest: w.artifact.filename for w in items for dest, _h in (w.summary or {})["files"]
+                dest: w.artifact.filename
+                for w in items
+                if w.summary is not None
+                for dest, _h in w.summary.files
             }
             patched = rpath.fix_runpaths(
                 root,
-                f"lib/python{facts['short']}/site-packages",
+                f"lib/python{facts.short}/site-packages",
                 interpreter,
                 runpath.patchelf,
                 runpath.library_dirs,
@@ -696,12 +714,12 @@ def _install_planned(
     groups: list[list[int]],
     root: Path,
     prefix: Path,
-    facts: dict[str, Any],
+    facts: protocol.Facts,
     shebang: str,
     compile_bytecode: bool,
     trace: _Trace,
 ) -> InstallReport:
-    short = facts["short"]
+    short = facts.short
     sp_rel = f"lib/python{short}/site-packages"
     interpreter = f"{prefix}/bin/python"
     warnings: list[str] = []
@@ -710,50 +728,43 @@ def _install_planned(
         assert summary is not None
         artifact = wheel.artifact
         name = artifact.filename
-        meta = f"{summary['dist_info']}/METADATA"
-        _check_dist_info(artifact, summary["dist_info"])
-        if canonicalize_name(summary["name"]) != canonicalize_name(artifact.package):
+        meta = f"{summary.dist_info}/METADATA"
+        _check_dist_info(artifact, summary.dist_info)
+        if canonicalize_name(summary.name) != canonicalize_name(artifact.package):
             raise InstallError(
-                f"{name}: {meta} says Name {summary['name']!r} but the lock expects package "
+                f"{name}: {meta} says Name {summary.name!r} but the lock expects package "
                 f"{artifact.package!r}; the wheel does not belong to this lock entry: re-lock "
                 f"or re-fetch"
             )
-        if not same_version(summary["version"], artifact.version):
+        if not same_version(summary.version, artifact.version):
             raise InstallError(
-                f"{name}: {meta} says Version {summary['version']!r} but the lock expects "
+                f"{name}: {meta} says Version {summary.version!r} but the lock expects "
                 f"{artifact.version!r}; the wheel does not belong to this lock entry: re-lock "
                 f"or re-fetch"
             )
-        _check_requires_python(name, summary["requires_python"], facts["version"])
+        _check_requires_python(name, summary.requires_python, facts.version)
         wheel.scripts = _scripts(wheel, interpreter)
-        warnings.extend(summary["warnings"])
+        warnings.extend(summary.warnings)
     reserved = ["pyvenv.cfg", "bin/python", "bin/python3", f"bin/python{short}"]
-    if facts["platlibdir"] != "lib":
-        reserved.append(facts["platlibdir"])
+    if facts.platlibdir != "lib":
+        reserved.append(facts.platlibdir)
     skips = _find_conflicts(items, sp_rel, reserved)
     _write_layout(root, facts)
-    setup = {
-        "op": "install",
-        "root": str(root),
-        "prefix": str(prefix),
-        "shebang": shebang,
-        "compile": compile_bytecode,
-    }
+    setup = protocol.InstallSetup(str(root), str(prefix), shebang, compile_bytecode)
     for worker in workers:
         worker.send(setup)
     trace("checked, installing")
     _schedule(items, workers, answers, groups, skips)
     trace("all wheels installed")
     for worker in workers:
-        worker.send({"op": "finish"})
+        worker.send(protocol.Finish())
     files = pycs = 0
-    for answer in _collect(workers, answers, "done"):
-        done = answer["done"]
+    for done in _collect(workers, answers, protocol.Done):
         if _DEBUG:
-            print(f"wheelhouse.install worker: {done['seconds']}", file=sys.stderr)
-        files += done["files"]
-        pycs += done["pycs"]
-        warnings.extend(done["warnings"])
+            print(f"wheelhouse.install worker: {done.seconds}", file=sys.stderr)
+        files += done.files
+        pycs += done.pycs
+        warnings.extend(done.warnings)
     return InstallReport(
         prefix=prefix,
         wheels=len(items),
@@ -782,7 +793,7 @@ def _schedule(
     def cost(i: int) -> int:
         summary = by_index[i].summary
         assert summary is not None
-        return int(summary["cost"])
+        return summary.cost
 
     todo = [deque(sorted(group, key=lambda i: (-cost(i), i))) for group in groups]
     left = [sum(cost(i) for i in q) for q in todo]
@@ -800,26 +811,16 @@ def _schedule(
                 i = todo[owner].pop()
             left[owner] -= cost(i)
             wheel = by_index[i]
-            task: dict[str, Any] = {
-                "op": "wheel",
-                "index": i,
-                "path": str(wheel.path),
-                "filename": wheel.artifact.filename,
-                "sha256": wheel.artifact.sha256.lower(),
-                "label": f"{wheel.artifact.package} {wheel.artifact.version}",
-            }
-            if wheel.scripts:
-                task["scripts"] = wheel.scripts
-            if i in skips:
-                task["skip"] = sorted(skips[i])
-            workers[w].send(task)
+            job = _job(i, wheel.artifact, wheel.path)
+            skip = tuple(sorted(skips.get(i, ())))
+            workers[w].send(protocol.WheelTask(job, skip, wheel.scripts or ()))
             in_flight[w] += 1
 
     for w in range(len(workers)):
         feed(w)
     while any(in_flight):
         w, message = answers.get()
-        _expect(workers[w], message, "installed")
+        _expect(workers[w], message, protocol.Installed)
         in_flight[w] -= 1
         feed(w)
 
