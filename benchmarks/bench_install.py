@@ -36,13 +36,14 @@ from pathlib import Path
 
 from bench_plone import write_results
 
+from wheelhouse.resolve import DEFAULT_INDEX
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work"
 WHEELS = WORK / "plone-wheels"
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Install: Plone 6 wheels into an empty prefix"
-INDEX = "https://pypi.org/simple"
 
 WHEELHOUSE_RUN = """
 import json, sys
@@ -86,7 +87,7 @@ def download() -> list[Path]:
             "-d",
             str(WHEELS),
             "--index-url",
-            INDEX,
+            DEFAULT_INDEX,
         ],
         check=True,
         env=isolated_env(),
