@@ -7,7 +7,6 @@ deadline, since some examples write files.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import tempfile
@@ -23,6 +22,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 from wheelmaker import make_wheel
 
+from wheelhouse import _install_protocol as protocol
 from wheelhouse import _install_worker as worker
 from wheelhouse import _safefs, install, lockfile
 from wheelhouse.errors import InstallError, SelectionError, UnsafePathError
@@ -334,8 +334,9 @@ def test_data_scheme_members_land_in_the_prefix_or_are_rejected(scheme: str, pat
         )
         member = f"pkg-1.0.data/{scheme}/{path}"
         try:
-            expected = (hashlib.sha256(wheel.read_bytes()).hexdigest(), "pkg 1.0")
-            plan = worker.plan_wheel(0, str(wheel), wheel.name, expected, sp_rel, "3.11")
+            sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            job = protocol.WheelJob(0, str(wheel), wheel.name, sha256, "pkg 1.0")
+            plan = worker.plan_wheel(job, sp_rel, "3.11")
         except worker.WorkerError as exc:
             assert exc.kind in ("UnsafePathError", "InstallError"), exc.message
             assert wheel.name in exc.message
@@ -360,17 +361,21 @@ SCRIPT_NAMES = st.sampled_from(["..", "../x", "a/../b", ".hidden", "ok-name", "a
 )
 
 
-def _wheel_with_entry_points(text: str) -> Any:
+def _wheel_with_entry_points(text: str) -> install._Wheel:
     art = Artifact("pkg-1.0-py3-none-any.whl", "pkg", "1.0", "0" * 64, "wheel")
-    values: dict[str, Any] = {
-        "index": 0,
-        "artifact": art,
-        "path": Path(art.filename),
-        "size": 0,
-        "summary": {"entry_points": text, "dist_info": "pkg-1.0.dist-info"},
-    }
-    names = {f.name for f in dataclasses.fields(install._Wheel)}
-    return install._Wheel(**{k: v for k, v in values.items() if k in names})
+    summary = protocol.WheelSummary(
+        index=0,
+        name="pkg",
+        version="1.0",
+        requires_python="",
+        sha256=art.sha256,
+        dist_info="pkg-1.0.dist-info",
+        entry_points=text,
+        files=(),
+        cost=0,
+        warnings=(),
+    )
+    return install._Wheel(index=0, artifact=art, path=Path(art.filename), size=0, summary=summary)
 
 
 @SETTINGS
