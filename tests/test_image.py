@@ -22,7 +22,8 @@ from contract import run_cli
 from imagetools import chroot_run, host_python_paths, image_layers, skopeo_inspect, umoci_unpack
 from wheelmaker import artifact_for, make_wheel
 
-from wheelhouse.image import _header
+from wheelhouse.errors import ImageError
+from wheelhouse.image import Link, Source, _header, write_tar
 from wheelhouse.install import install_env
 from wheelhouse.layers import (
     LayerPlan,
@@ -32,6 +33,7 @@ from wheelhouse.layers import (
     parse_layer_spec,
     parse_references_graph,
     plan_layers,
+    record_files,
 )
 
 EPOCH = 1_700_000_000
@@ -135,6 +137,31 @@ def test_layer_spec_layers_come_first_and_reference_graph_parses() -> None:
     assert parse_references_graph(graph, "g") == ["/nix/store/a-env", "/nix/store/b-py"]
 
 
+def test_record_rows_give_paths_and_the_sizes_they_state() -> None:
+    """The fast row split (no CSV reader, no normpath for plain paths) reads what the CSV
+    reader reads: quoted paths, script paths out of site-packages, rows without a size."""
+    site = "lib/python3.11/site-packages"
+    record = (
+        "a/__init__.py,sha256=x,12\n"
+        '"a/we,ird.txt",sha256=y,7\n'
+        "a/__pycache__/__init__.cpython-311.pyc,,\n"
+        "../../../bin/a,sha256=z,40\n"
+        "./a/./b.py,sha256=w,3\n"
+        "a-1.dist-info/RECORD,,\n"
+        "\n"
+    )
+    assert record_files(record, f"{site}/a-1.dist-info", site, "a 1") == {
+        f"{site}/a/__init__.py": 12,
+        f"{site}/a/we,ird.txt": 7,
+        f"{site}/a/__pycache__/__init__.cpython-311.pyc": None,
+        "bin/a": 40,
+        f"{site}/a/b.py": 3,
+        f"{site}/a-1.dist-info/RECORD": None,
+    }
+    with pytest.raises(ImageError, match="outside the prefix"):
+        record_files("../../../../etc/passwd,,\n", f"{site}/a-1.dist-info", site, "a 1")
+
+
 def test_record_listing_scripts_goes_on_top_with_them() -> None:
     site = "lib/python3.11/site-packages"
     record = f"{site}/a-1.dist-info/RECORD"
@@ -149,6 +176,7 @@ def test_record_listing_scripts_goes_on_top_with_them() -> None:
         ("a/b.py", tarfile.REGTYPE, 0o644, 123, ""),
         ("d", tarfile.DIRTYPE, 0o755, 0, ""),
         ("l", tarfile.SYMTYPE, 0o777, 0, "/x/y"),
+        ("l", tarfile.SYMTYPE, 0o777, 0, "/" + "t" * 120),  # target too long for ustar
         ("x" * 90 + "/" + "y" * 60, tarfile.REGTYPE, 0o755, 5, ""),
         ("x" * 90 + "/" + "y" * 60, tarfile.DIRTYPE, 0o755, 0, ""),
         ("x" * 200 + "/" + "y" * 60, tarfile.REGTYPE, 0o644, 1, ""),  # too long for ustar
@@ -169,6 +197,39 @@ def test_tar_headers_are_what_tarfile_writes(
     except ValueError:
         expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     assert _header(name, kind, mode, size, link, EPOCH) == expected
+
+
+def test_tar_entries_around_the_write_buffer_read_back(tmp_path: Path) -> None:
+    """Headers, contents and padding split across the writer's buffer, and a pax header larger
+    than the whole buffer, come out as tarfile reads them."""
+    big = tmp_path / "big"
+    big.write_bytes(bytes(range(256)) * 1000 + b"!")  # several buffers, not whole blocks
+    entries: dict[str, Source] = {
+        "d" * 70_000: None,
+        "lib/big": (str(big), stat.S_IFREG),
+        "lib/link": Link("big"),
+    }
+    entries.update({f"lib/small{i}": (str(big), stat.S_IFREG) for i in range(3)})
+    out = io.BytesIO()
+    write_tar(out, entries, EPOCH)
+    # the same members written by tarfile: the same bytes (tarfile then pads to a record)
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name in sorted(["lib", *entries]):
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uname, info.gname = EPOCH, "", ""
+            source = entries.get(name)
+            if isinstance(source, tuple):
+                info.size, info.mode = big.stat().st_size, 0o644
+                tf.addfile(info, big.open("rb"))
+            else:
+                info.type = tarfile.SYMTYPE if source else tarfile.DIRTYPE
+                info.mode = 0o777 if source else 0o755
+                info.linkname = source.target if source else ""
+                tf.addfile(info)
+    written = out.getvalue()
+    assert written == expected.getvalue()[: len(written)]
+    assert not expected.getvalue()[len(written) :].strip(b"\0")
 
 
 # --- real images --------------------------------------------------------------------------------

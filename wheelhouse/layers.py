@@ -39,7 +39,8 @@ class Package:
     version: str
     files: tuple[str, ...]
     size: int
-    """Bytes of its files; large packages get their own layers first."""
+    """Bytes of its files (as its RECORD states them; ``lstat`` for those it states none for, as
+    bytecode); large packages get their own layers first."""
 
 
 @dataclass(frozen=True)
@@ -55,25 +56,41 @@ class LayerPlan:
     """Prefix-relative files of the top layer."""
 
 
-def record_paths(record_text: str, dist_info: str, site: str, owner: str) -> list[str]:
-    """Prefix-relative paths of the files a RECORD lists.
+def record_files(record_text: str, dist_info: str, site: str, owner: str) -> dict[str, int | None]:
+    """Prefix-relative paths of the files a RECORD lists, with the size it states for each
+    (``None`` where it states none, as for bytecode the installer wrote).
 
     ``dist_info`` and ``site`` are prefix-relative (``lib/python3.11/site-packages``); RECORD
     entries are relative to ``site`` (console scripts as ``../../../bin/x``). An entry leaving
     the prefix is refused: the image would not hold what the package installed.
+
+    A row without a quote is split at its commas (CSV quotes any path holding one), and a path
+    with no ``.`` or ``/`` component to resolve is joined as is: the CSV reader and
+    ``normpath`` run only for the few rows that need them (an image reads ~30,000 rows).
     """
-    paths = []
-    for row in csv.reader(record_text.splitlines()):
-        if not row or not row[0]:
+    files: dict[str, int | None] = {}
+    prefix = f"{site}/"
+    for line in record_text.splitlines():
+        if '"' in line:
+            row = next(csv.reader([line]), None) or [""]
+            entry, size = row[0], row[2] if len(row) > 2 else ""
+        else:
+            entry, _, rest = line.partition(",")
+            size = rest.rpartition(",")[2]
+        if not entry:
             continue
-        rel = posixpath.normpath(posixpath.join(site, row[0]))
-        if rel.startswith("../") or rel == ".." or posixpath.isabs(row[0]):
+        stated = int(size) if size.isascii() and size.isdigit() else None
+        if entry[0] not in "./" and "/." not in entry and "//" not in entry and entry[-1] != "/":
+            files[prefix + entry] = stated
+            continue
+        rel = posixpath.normpath(posixpath.join(site, entry))
+        if rel.startswith("../") or rel == ".." or posixpath.isabs(entry):
             raise ImageError(
-                f"{owner}: {dist_info}/RECORD lists {row[0]!r}, outside the prefix; "
+                f"{owner}: {dist_info}/RECORD lists {entry!r}, outside the prefix; "
                 "rebuild the env with `wheelhouse install`"
             )
-        paths.append(rel)
-    return paths
+        files[rel] = stated
+    return files
 
 
 def is_shared(path: str, site_dirs: Iterable[str]) -> bool:
@@ -137,6 +154,15 @@ def bucket_of(name: str, buckets: int) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % buckets
 
 
+def root_layers(closure: Sequence[str], extra_paths: Sequence[str]) -> list[LayerPlan]:
+    """The bottom layers, archived whole from absolute paths: one per closure path, one for
+    the extra paths. They depend on no RECORD, so they can be written while the env is read."""
+    layers = [LayerPlan(f"closure {p}", roots=(p,)) for p in sorted(closure)]
+    if extra_paths:
+        layers.append(LayerPlan("extra paths", roots=tuple(sorted(extra_paths))))
+    return layers
+
+
 def plan_layers(
     packages: Sequence[Package],
     *,
@@ -147,10 +173,10 @@ def plan_layers(
     spec_source: str = "layer spec",
     max_layers: int = DEFAULT_MAX_LAYERS,
 ) -> list[LayerPlan]:
-    """The layers, bottom to top: each closure path, the extra paths (one layer), the spec's
-    layers, the packages (largest first, each alone while layers last, then hash buckets),
-    the top layer. Lower layers change least (docker's local store keys a layer by everything
-    below it)."""
+    """The layers, bottom to top: ``root_layers`` (each closure path, the extra paths), the
+    spec's layers, the packages (largest first, each alone while layers last, then hash
+    buckets), the top layer. Lower layers change least (docker's local store keys a layer by
+    everything below it)."""
     by_name: Mapping[str, Package] = {p.name: p for p in packages}
     for names in spec:
         for name in names:
@@ -159,9 +185,7 @@ def plan_layers(
                     f"{spec_source}: package {name} is not installed in the env (installed: "
                     f"{', '.join(sorted(by_name)) or 'none'}); remove it from the spec"
                 )
-    fixed: list[LayerPlan] = [LayerPlan(f"closure {p}", roots=(p,)) for p in sorted(closure)]
-    if extra_paths:
-        fixed.append(LayerPlan("extra paths", roots=tuple(sorted(extra_paths))))
+    fixed = root_layers(closure, extra_paths)
     fixed += [
         LayerPlan(
             "packages " + " ".join(f"{by_name[n].name} {by_name[n].version}" for n in names),
