@@ -40,6 +40,8 @@ from pathlib import Path
 
 from bench_plone import write_results
 
+from wheelhouse.resolve import DEFAULT_INDEX
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / "work" / "image"
@@ -47,7 +49,6 @@ RESULTS = HERE / "RESULTS.md"
 SECTION = "## Plone image: layers after a one-pin bump, build time against tar"
 EXAMPLE = ROOT / "examples" / "plone"
 PYTHON = "/usr/bin/python3"
-INDEX = "https://pypi.org/simple"
 DEFAULT_BUMPS = ["plone.restapi==10.0.3", "certifi==2026.10.18"]
 
 sys.path.insert(0, str(ROOT))
@@ -180,7 +181,7 @@ def bump_part(wheelhouse: Path, extra: list[str], bumps: list[str], run: Path) -
         dest = run / f"bump{i}"
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-             bump, "-d", dest, "--index-url", INDEX],
+             bump, "-d", dest, "--index-url", DEFAULT_INDEX],
             check=True, capture_output=True,
             env={**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
                  "PIP_CONFIG_FILE": os.devnull},
