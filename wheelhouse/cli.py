@@ -16,13 +16,9 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from packaging.utils import canonicalize_name
-
-from wheelhouse import __version__, export, isolation, lockfile, nar, rpath, scaffold, ui
-from wheelhouse.build import build_project, build_sdists, wheels_for_sdists
-from wheelhouse.download import Downloader
+from wheelhouse import __version__, isolation, ui
 from wheelhouse.errors import (
     HashMismatchError,
     InstallError,
@@ -32,28 +28,22 @@ from wheelhouse.errors import (
     WheelhouseError,
     escape,
 )
-from wheelhouse.fetch import fetch
-from wheelhouse.install import RunpathPass, check_interpreter, install_env, local_artifact
-from wheelhouse.lock import (
-    RESOLVERS,
-    Options,
-    build_lock,
-    build_lock_from,
-    previous_pins,
-    write_lock,
-)
-from wheelhouse.model import Artifact
-from wheelhouse.overrides import Overrides, load_overrides
-from wheelhouse.project import (
-    ProjectInfo,
-    editable_wheel,
-    has_build_system,
-    import_root,
-    read_project,
-)
-from wheelhouse.resolve import Inputs, project_requirements
-from wheelhouse.selection import fits
-from wheelhouse.targets import Target, make_target
+
+if TYPE_CHECKING:
+    from wheelhouse import lockfile
+    from wheelhouse.download import Downloader
+    from wheelhouse.install import RunpathPass
+    from wheelhouse.model import Artifact
+    from wheelhouse.overrides import Overrides
+    from wheelhouse.project import ProjectInfo
+    from wheelhouse.targets import Target
+
+# Each command imports the stages it runs when it runs: `wheelhouse image` or `nar-hash` need not
+# load pip's resolver plumbing, urllib3 and the install engine (0.1 s on every start).
+RESOLVER_CHOICES = ("pip", "uv")
+"""``--resolver``: ``wheelhouse.lock.RESOLVERS``' keys (tests/test_cli.py keeps them equal)."""
+EXPORT_FORMATS = ("requirements",)
+"""``export --format``: ``wheelhouse.export.FORMATS`` (tests/test_cli.py keeps them equal)."""
 
 
 class _Help(argparse.HelpFormatter):
@@ -230,7 +220,7 @@ def _add_resolution_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--resolver",
-        choices=list(RESOLVERS),
+        choices=list(RESOLVER_CHOICES),
         default="pip",
         help="what resolves the requirements: pip, or uv (the `uv` on PATH; faster, same lock)",
     )
@@ -451,7 +441,7 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="write a target's runtime files as a requirements.txt with hashes"
     )
     p.add_argument("lock", type=Path, metavar="PYLOCK", help="the lock (pylock.toml)")
-    p.add_argument("--format", choices=export.FORMATS, default="requirements", help="output format")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="requirements", help="output format")
     _add_target_option(p)
     p.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write here (default: standard output)"
@@ -587,6 +577,7 @@ def _version(text: str) -> str:
 
 
 def _downloader(args: argparse.Namespace, base_dir: Path | None) -> Downloader:
+    from wheelhouse.download import Downloader
     cache: Path | bool | None = False if args.no_cache else args.cache_dir
     return Downloader(cache, jobs=args.jobs, base_dir=base_dir)
 
@@ -605,6 +596,9 @@ def _index_options(args: argparse.Namespace, named: Sequence[str] = ()) -> dict[
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
+    from wheelhouse.lock import Options, build_lock, previous_pins
+    from wheelhouse.project import has_build_system, read_project
+    from wheelhouse.resolve import Inputs, project_requirements
     if getattr(args, "from_lock", None) is not None:  # `init` has no --from
         return _cmd_lock_from(args)
     reqs = list(args.requirements)
@@ -648,6 +642,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _lock_targets(args: argparse.Namespace) -> list[Target]:
+    from wheelhouse.targets import make_target
     given = [*args.python, *args.python_version]
     targets = [make_target(v) for v in given] or [make_target(None)]
     if len({t.name for t in targets}) != len(targets):
@@ -669,6 +664,7 @@ def _lock_output(path: Path) -> Path:
 
 
 def _report_lock(data: dict[str, Any], output: Path, shown: Path) -> None:
+    from wheelhouse.lock import write_lock
     write_lock(data, output)
     n = len(data["packages"])
     ui.info(
@@ -678,6 +674,9 @@ def _report_lock(data: dict[str, Any], output: Path, shown: Path) -> None:
 
 
 def _cmd_lock_from(args: argparse.Namespace) -> int:
+    from wheelhouse import lockfile
+    from wheelhouse.lock import Options, build_lock_from
+    from wheelhouse.resolve import Inputs
     given = [
         opt
         for opt, value in [
@@ -717,6 +716,7 @@ def _cmd_lock_from(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    from wheelhouse import scaffold
     project = args.project.absolute()
     if not (project / "pyproject.toml").is_file():
         raise UsageError(f"{project}: no pyproject.toml; create one with a [project] table first")
@@ -758,6 +758,9 @@ def _say_project(lock: lockfile.Lock) -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    from wheelhouse import lockfile, nar
+    from wheelhouse.fetch import fetch
+    from wheelhouse.targets import make_target
     if args.wheelhouse is None:
         raise UsageError("fetch: the wheelhouse directory is missing; pass --wheelhouse DIR")
     lock = lockfile.load(args.lock)
@@ -802,6 +805,8 @@ def _require_file(art: Artifact, path: Path) -> None:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
+    from wheelhouse.install import install_env, local_artifact
+    from wheelhouse.project import editable_wheel, import_root, read_project
     wheels: list[tuple[Artifact, Path]] = []
     lock = None
     if args.lock is not None:
@@ -839,6 +844,11 @@ def _cmd_install(args: argparse.Namespace) -> int:
 def _locked_wheels(
     args: argparse.Namespace,
 ) -> tuple[list[tuple[Artifact, Path]], lockfile.Lock]:
+    from wheelhouse import lockfile
+    from wheelhouse.build import wheels_for_sdists
+    from wheelhouse.install import check_interpreter
+    from wheelhouse.selection import fits
+    from wheelhouse.targets import make_target
     lock = lockfile.load(args.lock)
     if args.python:  # the install engine's own check says best what is wrong with it
         check_interpreter(args.python)
@@ -894,6 +904,8 @@ def _build_inputs(
 ) -> tuple[lockfile.Lock, lockfile.LockTarget, Overrides, isolation.Isolation]:
     """What build-sdists and build-project both start from: the lock's target (``no_targets``
     says why a lock without one cannot do), the overrides and the isolation mode."""
+    from wheelhouse import lockfile
+    from wheelhouse.overrides import load_overrides
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     if target is None:
@@ -903,6 +915,7 @@ def _build_inputs(
 
 
 def _cmd_build_project(args: argparse.Namespace) -> int:
+    from wheelhouse.build import build_project
     lock, target, overrides, chosen = _build_inputs(
         args,
         "it records no build environment for the project; create it with `wheelhouse lock "
@@ -925,6 +938,8 @@ def _cmd_build_project(args: argparse.Namespace) -> int:
 
 
 def _runpath_pass(args: argparse.Namespace) -> RunpathPass | None:
+    from wheelhouse import rpath
+    from wheelhouse.install import RunpathPass
     if args.patchelf is None and not args.library_path:
         return None
     return RunpathPass(
@@ -934,6 +949,7 @@ def _runpath_pass(args: argparse.Namespace) -> RunpathPass | None:
 
 
 def _exclude(runtime: list[Artifact], names: Sequence[str], lock: Path) -> list[Artifact]:
+    from packaging.utils import canonicalize_name
     excluded = {canonicalize_name(n) for n in names}
     unknown = sorted(excluded - {canonicalize_name(a.package) for a in runtime})
     if unknown:
@@ -944,6 +960,7 @@ def _exclude(runtime: list[Artifact], names: Sequence[str], lock: Path) -> list[
 
 
 def _cmd_build_sdists(args: argparse.Namespace) -> int:
+    from wheelhouse.build import build_sdists
     lock, target, overrides, chosen = _build_inputs(
         args,
         "it records no build environments; add them, keeping its pins, with `wheelhouse lock "
@@ -967,6 +984,7 @@ def _cmd_build_sdists(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from wheelhouse import export, lockfile
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     output = args.output.absolute() if args.output is not None else None
@@ -1032,6 +1050,7 @@ def _read_text(path: Path) -> str:
 
 
 def _cmd_nar_hash(args: argparse.Namespace) -> int:
+    from wheelhouse import nar
     if not os.path.lexists(args.path):  # (Path.exists raises for a path it may not stat)
         raise UsageError(f"{args.path}: no such file or directory; give an existing path")
     digest = nar.nar_sha256(args.path)
