@@ -37,7 +37,7 @@ from contract import (
 from indexserver import IndexServer
 from wheelmaker import make_wheel
 
-from wheelhouse import cli, nar
+from wheelhouse import download, nar
 from wheelhouse.download import Downloader
 from wheelhouse.errors import FetchError, HashMismatchError, NotFoundError
 from wheelhouse.model import Artifact
@@ -56,7 +56,7 @@ class FastDownloader(Downloader):
 
 @pytest.fixture
 def fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "Downloader", FastDownloader)
+    monkeypatch.setattr(download, "Downloader", FastDownloader)  # what the CLI uses
 
 
 def wheel_bytes(root: Path, name: str, size: int = 0) -> Path:

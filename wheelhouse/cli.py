@@ -905,7 +905,8 @@ def _build_inputs(
     """What build-sdists and build-project both start from: the lock's target (``no_targets``
     says why a lock without one cannot do), the overrides and the isolation mode."""
     from wheelhouse import lockfile
-    from wheelhouse.overrides import load_overrides
+    from wheelhouse.overrides import Overrides, load_overrides
+
     lock = lockfile.load(args.lock)
     target = lockfile.choose_target(lock, args.target)
     if target is None:
