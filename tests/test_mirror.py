@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ from wheelhouse.targets import make_target
 TARGET = make_target(None)
 
 
+@dataclass(frozen=True)
+class Chain:
+    root: Path
+    serve: Callable[..., IndexServer]
+
+
 def chain_index(root: Path) -> None:
     """top -> mid -> leaf (leaf only on Python 3 and in two versions), and a lone package."""
     make_wheel(root, "top", "1.0", requires=["mid>=1", "nowhere; python_version < '3'"])
@@ -39,6 +46,15 @@ def chain_index(root: Path) -> None:
     make_wheel(root, "leaf", "1.5")
     make_wheel(root, "leaf", "2.0")
     make_wheel(root, "lone", "1.0")
+
+
+@pytest.fixture
+def chain(index_server_factory: Callable[..., IndexServer], tmp_path: Path) -> Chain:
+    """Loopback index servers of ``chain_index``'s files (one folder, any number of servers)."""
+    root = tmp_path / "files"
+    root.mkdir()
+    chain_index(root)
+    return Chain(root, lambda **options: index_server_factory(root, **options))
 
 
 def pip_direct(server: IndexServer, tmp_path: Path, *reqs: str) -> set[tuple[str, str, str]]:
@@ -61,12 +77,9 @@ def pip_direct(server: IndexServer, tmp_path: Path, *reqs: str) -> set[tuple[str
 
 @pytest.mark.parametrize("core_metadata", [True, False], ids=["pep658", "wheels-only"])
 def test_pip_through_the_mirror_resolves_as_against_the_index(
-    index_server_factory: Callable[..., IndexServer], tmp_path: Path, core_metadata: bool
+    chain: Chain, tmp_path: Path, core_metadata: bool
 ) -> None:
-    root = tmp_path / "files"
-    root.mkdir()
-    chain_index(root)
-    server = index_server_factory(root, core_metadata=core_metadata)
+    server = chain.serve(core_metadata=core_metadata)
     rows = resolve(Inputs(requirements=("top", "lone"), index_url=server.simple_url), TARGET)
     # pip asked the mirror only: every upstream request is ours, and each page came once.
     pages = [r.path for r in server.requests if r.path.startswith("/simple/")]
@@ -102,13 +115,8 @@ def get(mirror: IndexMirror, path: str) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
-def test_metadata_names_the_pages_to_read_before_pip_asks(
-    index_server_factory: Callable[..., IndexServer], tmp_path: Path
-) -> None:
-    root = tmp_path / "files"
-    root.mkdir()
-    chain_index(root)
-    server = index_server_factory(root, core_metadata=True)
+def test_metadata_names_the_pages_to_read_before_pip_asks(chain: Chain) -> None:
+    server = chain.serve(core_metadata=True)
     with mirror_of(server) as mirror, mirror.resolving(TARGET):
         status, body = get(mirror, "/i/0/top/")
         assert status == 200
@@ -132,16 +140,10 @@ def test_metadata_names_the_pages_to_read_before_pip_asks(
         assert len(server.requests) == before
 
 
-def test_a_failing_index_fails_the_lock_even_when_pip_would_go_on(
-    index_server_factory: Callable[..., IndexServer], tmp_path: Path
-) -> None:
+def test_a_failing_index_fails_the_lock_even_when_pip_would_go_on(chain: Chain) -> None:
     """pip skips an index page it cannot read and resolves from the others; a lock made that
     way would silently depend on which index answered."""
-    root = tmp_path / "files"
-    root.mkdir()
-    chain_index(root)
-    good = index_server_factory(root)
-    bad = index_server_factory(root)
+    good, bad = chain.serve(), chain.serve()
     bad.fail("/simple/lone/", 403, times=None)
     inputs = Inputs(
         requirements=("lone",), index_url=good.simple_url, extra_index_urls=(bad.simple_url,)
@@ -174,13 +176,8 @@ def test_pages_for_pip_leave_out_wheels_no_target_platform_can_use(
     }
 
 
-def test_files_of_the_versions_pip_looks_at_download_during_the_resolution(
-    index_server_factory: Callable[..., IndexServer], tmp_path: Path
-) -> None:
-    root = tmp_path / "files"
-    root.mkdir()
-    chain_index(root)
-    server = index_server_factory(root, core_metadata=True)
+def test_files_of_the_versions_pip_looks_at_download_during_the_resolution(chain: Chain) -> None:
+    server = chain.serve(core_metadata=True)
     with Downloader(False, progress=False) as downloader:
         with mirror_of(server, downloader, Options().choose) as mirror:
             rows = resolve(
@@ -189,9 +186,11 @@ def test_files_of_the_versions_pip_looks_at_download_during_the_resolution(
         # The mirror is closed: what it started has finished; pip itself downloaded no wheel.
         assert mirror.early_downloads >= len(rows)
         for row in rows:
-            art = server.artifact(root / row.url.rsplit("/", 1)[1], package=row.name)
+            art = server.artifact(chain.root / row.url.rsplit("/", 1)[1], package=row.name)
             path = mirror.downloaded(art)
-            assert path is not None and path.read_bytes() == (root / art.filename).read_bytes()
+            assert (
+                path is not None and path.read_bytes() == (chain.root / art.filename).read_bytes()
+            )
             assert mirror.downloaded(art.__class__(**{**art.__dict__, "sha256": "0" * 64})) is None
 
 
@@ -224,15 +223,10 @@ def test_guess_takes_the_pin_else_the_newest_allowed_file_pip_would_take() -> No
     assert guess(cands, canonicalize_name("other"), SpecifierSet(), TARGET) is None
 
 
-def test_pages_of_pinned_packages_show_pip_only_the_pinned_version(
-    index_server_factory: Callable[..., IndexServer], tmp_path: Path
-) -> None:
+def test_pages_of_pinned_packages_show_pip_only_the_pinned_version(chain: Chain) -> None:
     """A re-lock runs pip with the previous versions as constraints: the other versions' files
     would be parsed by pip only to be dropped."""
-    root = tmp_path / "files"
-    root.mkdir()
-    chain_index(root)
-    server = index_server_factory(root)
+    server = chain.serve()
     with mirror_of(server) as mirror:
         with mirror.resolving(TARGET, {"leaf": "1.0"}):
             pinned = {f["filename"] for f in json.loads(get(mirror, "/i/0/leaf/")[1])["files"]}
