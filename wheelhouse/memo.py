@@ -23,17 +23,40 @@ class Memo(Generic[K, V]):
 
     def get(self, key: K, make: Callable[[], V]) -> V:
         """``make()``'s result for ``key`` (or its exception), computed by the first caller."""
-        with self._lock:
-            future = self._futures.get(key)
-            owner = future is None
-            if future is None:
-                future = self._futures[key] = Future()
+        future, owner = self._claim(key)
+        if owner:
+            _fill(future, make)
+        return future.result()
+
+    def start(
+        self, key: K, make: Callable[[], V], run: Callable[[Callable[[], None]], object]
+    ) -> None:
+        """Like ``get`` without waiting: the first caller hands the computation to ``run`` (a
+        pool's ``submit``); until it ends, ``get`` and ``wait`` wait for it."""
+        future, owner = self._claim(key)
         if owner:
             try:
-                future.set_result(make())
-            except BaseException as exc:  # kept for every caller, raised below
+                run(lambda: _fill(future, make))
+            except BaseException as exc:  # not even started: nobody may wait for it forever
                 future.set_exception(exc)
-        return future.result()
+                raise
+
+    def _claim(self, key: K) -> tuple[Future[V], bool]:
+        with self._lock:
+            future = self._futures.get(key)
+            if future is not None:
+                return future, False
+            future = self._futures[key] = Future()
+            return future, True
+
+    def wait(self, key: K) -> V | None:
+        """The value for ``key`` once computed (its exception raised); None if never asked."""
+        with self._lock:
+            future = self._futures.get(key)
+        return None if future is None else future.result()
+
+    def __len__(self) -> int:
+        return len(self._futures)
 
     def done(self, key: K) -> V | None:
         """The value for ``key`` if it is computed and did not fail; None otherwise."""
@@ -42,3 +65,10 @@ class Memo(Generic[K, V]):
         if future is None or not future.done() or future.exception() is not None:
             return None
         return future.result()
+
+
+def _fill(future: Future[V], make: Callable[[], V]) -> None:
+    try:
+        future.set_result(make())
+    except BaseException as exc:  # kept for every caller
+        future.set_exception(exc)

@@ -29,7 +29,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
@@ -87,7 +87,8 @@ class IndexMirror:
         self._unhashed: Memo[str, tuple[Path, str]] = Memo()
         self._ahead: set[NormalizedName] = set()
         self._considered: set[tuple[NormalizedName, str]] = set()
-        self._downloads: dict[str, tuple[Artifact, Future[Path]]] = {}
+        self._downloads: Memo[tuple[str, str], Path] = Memo()
+        """(file name, sha256) -> the file, downloaded during the resolution."""
         self._failure: WheelhouseError | None = None
         self.requests = 0
         self.serving = 0.0
@@ -164,14 +165,10 @@ class IndexMirror:
 
     def downloaded(self, artifact: Artifact) -> Path | None:
         """The local file of ``artifact`` if its download started during the resolution (waiting
-        for it to end); None when there was none, it was of other bytes, or it failed (the lock
-        then downloads it itself, and reports what goes wrong)."""
-        with self._lock:
-            started = self._downloads.get(artifact.filename)
-        if started is None or started[0].sha256 != artifact.sha256:
-            return None
+        for it to end); None when there was none or it failed (the lock then downloads it
+        itself, and reports what goes wrong)."""
         try:
-            return started[1].result()
+            return self._downloads.wait((artifact.filename, artifact.sha256))
         except WheelhouseError:
             return None
 
@@ -263,7 +260,7 @@ class IndexMirror:
 
     def _fetch_metadata(self, url: str, name: NormalizedName, cand: Candidate) -> bytes:
         if cand.metadata is None:  # offered by the mirror itself (``_render``)
-            return wheel_metadata(self._download(name, cand, now=True).result())
+            return wheel_metadata(self._downloaded(name, cand))
         body = self._downloader.read(url + ".metadata")[0]
         if cand.metadata and hashlib.sha256(body).hexdigest() != cand.metadata:
             raise FetchError(
@@ -276,7 +273,7 @@ class IndexMirror:
         """A file pip downloads itself (no PEP 658 metadata, or an sdist to prepare)."""
         assert cand.url is not None
         if cand.sha256:
-            return self._download(name, cand, now=True).result()
+            return self._downloaded(name, cand)
         url = cand.url
         return self._unhashed.get(url, lambda: self._downloader.get_unhashed(url, cand.filename))[0]
 
@@ -285,12 +282,14 @@ class IndexMirror:
         done = self._unhashed.done(url)
         return done[1] if done else None
 
-    def served_metadata(self, name: NormalizedName, cand: Candidate, body: bytes) -> None:
-        """pip looks at ``cand``'s version: download the lock's file for it, read ahead."""
+    def looked_at(self, name: NormalizedName, cand: Candidate, metadata: bytes | None) -> None:
+        """pip took ``cand``'s metadata (or the whole file): download the lock's file for that
+        version, and read ahead from the metadata."""
         ident = candidate_identity(cand.filename)
         if ident is not None:
             self._submit(self._consider, name, str(ident[1]))
-        self._submit(self._read_ahead, body)
+        if metadata is not None:
+            self._submit(self._read_ahead, metadata)
 
     # -- reading ahead --
 
@@ -308,9 +307,19 @@ class IndexMirror:
                 self.page(number, name)
         return index.list_files(name, self.pages, self._indexes)
 
-    def _download(self, name: NormalizedName, cand: Candidate, now: bool = False) -> Future[Path]:
-        """The download of ``cand``, started once; ``now``: pip waits for it, so in this thread
-        rather than behind the queued downloads (unless it is already under way)."""
+    def _download(self, name: NormalizedName, cand: Candidate) -> None:
+        """Queue ``cand``'s download for the download workers, once."""
+        key, art = self._artifact(name, cand)
+        self._downloads.start(key, lambda: self._downloader.get(art), self._download_pool.submit)
+
+    def _downloaded(self, name: NormalizedName, cand: Candidate) -> Path:
+        """``cand``'s local file, for pip or the read-ahead waiting for it: downloaded in this
+        thread unless its download is already under way or queued."""
+        key, art = self._artifact(name, cand)
+        return self._downloads.get(key, lambda: self._downloader.get(art))
+
+    @staticmethod
+    def _artifact(name: NormalizedName, cand: Candidate) -> tuple[tuple[str, str], Artifact]:
         assert cand.url is not None and cand.sha256 is not None
         ident = candidate_identity(cand.filename)
         art = Artifact(
@@ -322,18 +331,7 @@ class IndexMirror:
             url=cand.url,
             size=cand.size,
         )
-        with self._lock:
-            started = self._downloads.get(cand.filename)
-            if started is None:
-                future: Future[Path] = Future()
-                started = self._downloads[cand.filename] = (art, future)
-                if not now:
-                    self._download_pool.submit(_fill, future, self._downloader.get, art)
-                    return future
-            else:
-                return started[1]
-        _fill(future, self._downloader.get, art)
-        return future
+        return (cand.filename, cand.sha256), art
 
     def _consider(self, name: NormalizedName, version: str) -> None:
         target = self._target
@@ -410,11 +408,8 @@ def guess(
     allowed = list(spec.filter(usable))
     if not allowed:
         return None
-    best = max(allowed)
-    if pinned is not None:
-        with contextlib.suppress(InvalidVersion):
-            if Version(pinned) in allowed:
-                best = Version(pinned)
+    pin = _version(pinned) if pinned is not None else None
+    best = pin if pin in allowed else max(allowed)
     return min(usable[best], key=lambda pair: (pair[0], pair[1].filename))[1]
 
 
@@ -433,15 +428,6 @@ def _may_fit(filename: str, platforms: Collection[str]) -> bool:
     if not filename.endswith(".whl"):
         return True
     return any(p == "any" or p in platforms for p in filename[:-4].rsplit("-", 1)[-1].split("."))
-
-
-def _fill(future: Future[Path], get: Callable[[Artifact], Path], art: Artifact) -> None:
-    if not future.set_running_or_notify_cancel():
-        return
-    try:
-        future.set_result(get(art))
-    except BaseException as exc:  # for whoever waits on it
-        future.set_exception(exc)
 
 
 def _quietly(fn: Callable[..., object], *args: object) -> None:
@@ -500,12 +486,10 @@ def _handler(mirror: IndexMirror) -> type[BaseHTTPRequestHandler]:
             if path.endswith(".metadata"):
                 body = mirror.metadata(name, cand)
                 self._send(200, body, "application/octet-stream")
-                mirror.served_metadata(name, cand, body)
+                mirror.looked_at(name, cand, body)
                 return
             local = mirror.whole_file(name, cand)
-            ident = candidate_identity(cand.filename)
-            if ident is not None:
-                mirror._submit(mirror._consider, name, str(ident[1]))
+            mirror.looked_at(name, cand, None)
             with local.open("rb") as f:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
